@@ -1,0 +1,170 @@
+"""Every setting in one frozen object, read from the environment once at start-up.
+
+librdkafka properties pass through from the environment without a code change:
+KAFKA_<PROP> applies to the consumer and the producer, KAFKA_CONSUMER_<PROP> and
+KAFKA_PRODUCER_<PROP> to one of them. <PROP> is the property name upper-cased with dots
+written as single underscores; a double underscore stands for a literal underscore.
+  KAFKA_SECURITY_PROTOCOL=SASL_SSL      -> security.protocol=SASL_SSL
+  KAFKA_PRODUCER_LINGER_MS=50           -> linger.ms=50 (producer only)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from consumer.errors import ConfigError
+
+ONE_MEBIBYTE = 1024 * 1024
+
+# Only property values whose name says they are secret are masked when settings are
+# shown; everything else is useful to see in a start-up log line.
+_SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "user.info")
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str | None = None
+    raw_topic: str = "loyalty.webhooks.raw"
+    clean_topic: str = "loyalty.redemptions"
+    dead_letter_topic: str = "loyalty.webhooks.dlq"
+    group_id: str = "loyalty-consumer"
+    max_payload_bytes: int = ONE_MEBIBYTE
+    # Several secrets per provider so a rotation can overlap: any of them verifies.
+    webhook_secrets: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False
+    )
+    schema_registry_url: str | None = None
+    schema_registry_basic_auth: str | None = field(default=None, repr=False)
+    # Records per consume() call: large enough to amortise the Python loop, small enough
+    # that a shutdown or rebalance finishes the in-hand batch quickly.
+    batch_size: int = 500
+    poll_timeout_seconds: float = 1.0
+    metrics_port: int = 9400
+    log_level: str = "INFO"
+    kafka_common: Mapping[str, str] = field(default_factory=dict, repr=False)
+    kafka_consumer: Mapping[str, str] = field(default_factory=dict, repr=False)
+    kafka_producer: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        from consumer.providers import PROVIDERS
+
+        env = os.environ if env is None else env
+        secrets = {
+            provider.name: _split_secrets(env.get(f"{provider.name.upper()}_WEBHOOK_SECRET", ""))
+            for provider in PROVIDERS
+        }
+        defaults = cls()
+        return cls(
+            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            raw_topic=env.get("LOYALTY_RAW_TOPIC", defaults.raw_topic),
+            clean_topic=env.get("LOYALTY_CLEAN_TOPIC", defaults.clean_topic),
+            dead_letter_topic=env.get("LOYALTY_DLQ_TOPIC", defaults.dead_letter_topic),
+            group_id=env.get("LOYALTY_GROUP_ID", defaults.group_id),
+            max_payload_bytes=_int(env, "LOYALTY_MAX_PAYLOAD_BYTES", defaults.max_payload_bytes),
+            webhook_secrets=MappingProxyType({k: v for k, v in secrets.items() if v}),
+            schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
+            schema_registry_basic_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO") or None,
+            batch_size=_int(env, "LOYALTY_BATCH_SIZE", defaults.batch_size),
+            poll_timeout_seconds=_float(
+                env, "LOYALTY_POLL_TIMEOUT_SECONDS", defaults.poll_timeout_seconds
+            ),
+            metrics_port=_int(env, "LOYALTY_METRICS_PORT", defaults.metrics_port),
+            log_level=env.get("LOYALTY_LOG_LEVEL", defaults.log_level).upper(),
+            kafka_common=_passthrough(env, "KAFKA_", exclude=("KAFKA_CONSUMER_", "KAFKA_PRODUCER_")),
+            kafka_consumer=_passthrough(env, "KAFKA_CONSUMER_"),
+            kafka_producer=_passthrough(env, "KAFKA_PRODUCER_"),
+        )
+
+    def secrets_for(self, provider: str) -> tuple[str, ...]:
+        return self.webhook_secrets.get(provider, ())
+
+    def consumer_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "group.id": self.group_id,
+            # Offsets are stored by the runner once a record's output is acknowledged;
+            # librdkafka then commits the stored offsets in the background. Storing on
+            # consume (the default) would commit records whose output may still be lost.
+            "enable.auto.offset.store": False,
+            "enable.auto.commit": True,
+            # A new group starts from the oldest webhook kept: skipping to the end would
+            # silently lose redemptions that arrived before the first deployment.
+            "auto.offset.reset": "earliest",
+            # Incremental rebalances: a joining replica does not stop the others.
+            "partition.assignment.strategy": "cooperative-sticky",
+        }
+        return self._with_overrides(config, self.kafka_consumer)
+
+    def producer_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            # Idempotence implies acks=all and keeps per-partition order across retries,
+            # so a retried batch neither duplicates nor reorders a customer's events.
+            "enable.idempotence": True,
+            "acks": "all",
+            # A few milliseconds of batching costs little latency and saves many requests.
+            "linger.ms": 10,
+            "compression.type": "lz4",
+        }
+        return self._with_overrides(config, self.kafka_producer)
+
+    def _with_overrides(self, config: dict[str, Any], specific: Mapping[str, str]) -> dict:
+        if not self.bootstrap_servers:
+            raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set")
+        return {"bootstrap.servers": self.bootstrap_servers, **config, **self.kafka_common, **specific}
+
+    def describe(self) -> dict[str, Any]:
+        """Settings safe to log: secret values are replaced by '***'."""
+        shown: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "raw_topic": self.raw_topic,
+            "clean_topic": self.clean_topic,
+            "dead_letter_topic": self.dead_letter_topic,
+            "group_id": self.group_id,
+            "max_payload_bytes": self.max_payload_bytes,
+            "signature_checks": sorted(self.webhook_secrets),
+            "schema_registry_url": self.schema_registry_url,
+            "batch_size": self.batch_size,
+            "metrics_port": self.metrics_port,
+        }
+        for scope, props in (
+            ("kafka", self.kafka_common),
+            ("kafka_consumer", self.kafka_consumer),
+            ("kafka_producer", self.kafka_producer),
+        ):
+            for name, value in props.items():
+                secret = any(word in name for word in _SECRET_WORDS)
+                shown[f"{scope}.{name}"] = "***" if secret else value
+        return shown
+
+
+def _split_secrets(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _passthrough(env: Mapping[str, str], prefix: str, exclude: tuple[str, ...] = ()) -> dict:
+    props = {}
+    for name, value in env.items():
+        if not name.startswith(prefix) or name.startswith(exclude):
+            continue
+        prop = name[len(prefix) :].lower().replace("__", "\0").replace("_", ".").replace("\0", "_")
+        if prop:
+            props[prop] = value
+    return props
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(env[name]) if env.get(name) else default
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {env[name]!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        return float(env[name]) if env.get(name) else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {env[name]!r}") from None

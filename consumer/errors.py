@@ -1,0 +1,96 @@
+"""The exception tree, and the one place where library errors become ours.
+
+    LoyaltyConsumerError
+    ├── RecordError                  bad input data; becomes a Rejected outcome
+    │   ├── InvalidJson              reason invalid_json
+    │   ├── PayloadTooLarge          reason payload_too_large
+    │   ├── UnknownProvider          reason unknown_provider
+    │   ├── UnknownEventType         reason unknown_event_type
+    │   ├── SchemaViolation          reason schema_violation
+    │   ├── SignatureMissing         reason signature_missing
+    │   ├── SignatureInvalid         reason signature_invalid
+    │   └── NormalizationError       reason normalization_error
+    ├── ConfigError                  settings that cannot work; raised at start-up
+    └── KafkaFailure                 the broker or client failed us; the service stops
+        └── DeliveryFailed           a produced record was not acknowledged
+
+Only RecordError subclasses are dead-lettered. Anything else that escapes the pipeline is
+a bug or an outage, and the service stops rather than quietly routing good data to the
+dead-letter topic.
+"""
+
+from __future__ import annotations
+
+
+class LoyaltyConsumerError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class RecordError(LoyaltyConsumerError):
+    """A raw record we cannot accept. `reason` is the contract's rejection reason."""
+
+    reason: str = "record_error"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidJson(RecordError):
+    reason = "invalid_json"
+
+
+class PayloadTooLarge(RecordError):
+    reason = "payload_too_large"
+
+
+class UnknownProvider(RecordError):
+    reason = "unknown_provider"
+
+
+class UnknownEventType(RecordError):
+    reason = "unknown_event_type"
+
+
+class SchemaViolation(RecordError):
+    reason = "schema_violation"
+
+
+class SignatureMissing(RecordError):
+    reason = "signature_missing"
+
+
+class SignatureInvalid(RecordError):
+    reason = "signature_invalid"
+
+
+class NormalizationError(RecordError):
+    reason = "normalization_error"
+
+
+REJECTION_REASONS: tuple[str, ...] = tuple(
+    cls.reason
+    for cls in (
+        InvalidJson,
+        PayloadTooLarge,
+        UnknownProvider,
+        UnknownEventType,
+        SchemaViolation,
+        SignatureMissing,
+        SignatureInvalid,
+        NormalizationError,
+    )
+)
+
+
+class ConfigError(LoyaltyConsumerError):
+    """A setting is missing or malformed."""
+
+
+class KafkaFailure(LoyaltyConsumerError):
+    """The Kafka client reported an error the service cannot work around."""
+
+
+class DeliveryFailed(KafkaFailure):
+    """The broker did not acknowledge a produced record; its input offset stays uncommitted."""

@@ -1,0 +1,125 @@
+"""process(raw record) -> exactly one Outcome. Pure: no Kafka, no clock but the one
+it is given, no I/O. The service, the offline command and the tests all call this.
+
+Order of checks, cheapest and most fundamental first:
+size -> JSON -> provider -> signature -> event type (other events are ignored here)
+-> the provider's raw schema -> normalisation -> lineage metadata.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from consumer import __version__
+from consumer.errors import (
+    InvalidJson,
+    PayloadTooLarge,
+    RecordError,
+    UnknownEventType,
+    UnknownProvider,
+)
+from consumer.providers import PROVIDERS, Provider
+from consumer.records import Accepted, Ignored, Outcome, RawRecord, Rejected, header_lookup
+from consumer.schemas import RawSchema
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        secrets: Mapping[str, tuple[str, ...]] | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        providers: tuple[Provider, ...] = PROVIDERS,
+        clock: Callable[[], float] = time.time,
+        consumer_version: str = __version__,
+    ) -> None:
+        self._secrets = dict(secrets or {})
+        self._max_payload_bytes = max_payload_bytes
+        self._providers = providers
+        self._clock = clock
+        self._consumer_version = consumer_version
+        # Parsed once here, never per record.
+        self._raw_schemas = {p.name: RawSchema(p.raw_schema_file) for p in providers}
+
+    @classmethod
+    def from_settings(cls, settings) -> Pipeline:
+        return cls(secrets=settings.webhook_secrets, max_payload_bytes=settings.max_payload_bytes)
+
+    def process(self, raw: RawRecord) -> Outcome:
+        provider: Provider | None = None
+        event_type: str | None = None
+        try:
+            value = raw.value
+            if value is None:
+                raise InvalidJson("record has no value (tombstone)")
+            if len(value) > self._max_payload_bytes:
+                raise PayloadTooLarge(
+                    f"value is {len(value)} bytes, over the limit of {self._max_payload_bytes}"
+                )
+            body = _parse_object(value)
+            headers = header_lookup(raw.headers)
+            provider = self._recognise(headers, body)
+
+            secrets = self._secrets.get(provider.name, ())
+            if secrets:
+                provider.verify_signature(secrets, headers, value)
+
+            event_type = provider.event_type(headers, body)
+            if event_type is None:
+                raise UnknownEventType(f"no header or body field names the {provider.name} event")
+            if event_type != provider.redemption_event:
+                return Ignored(provider=provider.name, event_type=event_type)
+
+            self._raw_schemas[provider.name].validate(body)
+            record = provider.normalise(body, headers)
+        except RecordError as exc:
+            return Rejected(
+                reason=exc.reason,
+                message=exc.message,
+                field=exc.field,
+                provider=provider.name if provider else None,
+                event_type=event_type,
+                error_class=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            )
+
+        record["metadata"] = {
+            "source_topic": raw.topic,
+            "source_partition": raw.partition,
+            "source_offset": raw.offset,
+            # Whole milliseconds, as timestamp-millis will store it: the record in hand
+            # equals the record a reader decodes.
+            "processed_at": _EPOCH + timedelta(milliseconds=int(self._clock() * 1000)),
+            "signature_verified": True if secrets else None,
+            "consumer_version": self._consumer_version,
+        }
+        return Accepted(record=record, provider=provider.name, event_type=event_type)
+
+    def _recognise(self, headers: Mapping[str, str], body: dict) -> Provider:
+        # Headers are set by the provider's HTTP client and are stronger evidence than
+        # field names, which any JSON body may happen to carry.
+        for provider in self._providers:
+            if provider.recognises_headers(headers):
+                return provider
+        for provider in self._providers:
+            if provider.recognises_body(body):
+                return provider
+        raise UnknownProvider("no provider header or body field recognised")
+
+
+def _parse_object(value: bytes) -> dict:
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        # orjson's message says what is wrong (bad UTF-8, where the syntax breaks) and
+        # quotes no payload.
+        raise InvalidJson(f"not UTF-8 JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidJson(f"JSON {type(body).__name__} where an object was expected")
+    return body

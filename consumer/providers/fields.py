@@ -1,0 +1,126 @@
+"""Converters shared by the providers: raw JSON values in, canonical values out.
+
+Each raises NormalizationError naming the field path, so a rejection says which value
+could not be read. None of them echoes the value itself (it may be personal data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from consumer.errors import NormalizationError
+
+_INTEGER = re.compile(r"[+-]?\d+")
+# Shopify's GraphQL id of a customer, which some apps send instead of the bare number.
+_SHOPIFY_CUSTOMER_GID = re.compile(r"gid://shopify/Customer/(\d+)")
+_TWO_PLACES = Decimal("0.01")
+# Avro long: a larger count would pass JSON parsing but fail to encode.
+_LONG_MAX = 2**63 - 1
+
+
+def timestamp(value: Any, field: str) -> datetime:
+    """ISO 8601 to an aware UTC datetime. A timestamp without an offset is read as UTC:
+    both providers document UTC ('Z') timestamps."""
+    if not isinstance(value, str):
+        raise NormalizationError(f"{field}: expected an ISO 8601 timestamp", field)
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise NormalizationError(f"{field}: not an ISO 8601 timestamp", field) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def optional_timestamp(value: Any, field: str) -> datetime | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return timestamp(value, field)
+
+
+def count(value: Any, field: str) -> int:
+    """A non-negative whole number, from an integer or an integer in a string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        number = int(value)
+    else:
+        raise NormalizationError(f"{field}: expected a whole number", field)
+    if number < 0:
+        raise NormalizationError(f"{field}: must not be negative", field)
+    if number > _LONG_MAX:
+        raise NormalizationError(f"{field}: too large for a 64-bit integer", field)
+    return number
+
+
+def optional_count(value: Any, field: str) -> int | None:
+    return None if value is None else count(value, field)
+
+
+def decimal_string(value: Any, field: str) -> str | None:
+    """A canonical decimal string with at least two places ('0.0' -> '0.00').
+    Extra places are kept, never rounded away: this is money."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise NormalizationError(f"{field}: expected a decimal amount", field)
+    try:
+        # str() first: Decimal(0.1) would expose the float's binary expansion.
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise NormalizationError(f"{field}: not a decimal amount", field) from None
+    if not amount.is_finite():
+        raise NormalizationError(f"{field}: not a finite amount", field)
+    if amount < 0:
+        raise NormalizationError(f"{field}: must not be negative", field)
+    if amount.as_tuple().exponent > -2:
+        amount = amount.quantize(_TWO_PLACES)
+    return format(amount, "f")
+
+
+def shopify_customer_id(value: Any, field: str) -> str:
+    """The Shopify customer id as a decimal string. Integers come straight from the
+    JSON parser (never through a float); a GraphQL gid is reduced to its number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise NormalizationError(f"{field}: must be a positive id", field)
+        return str(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit() and text.isascii() and int(text) > 0:
+            return str(int(text))
+        gid = _SHOPIFY_CUSTOMER_GID.fullmatch(text)
+        if gid:
+            return gid.group(1)
+    raise NormalizationError(f"{field}: not a Shopify customer id", field)
+
+
+def optional_id(value: Any) -> str | None:
+    """Provider ids as strings; blank strings count as absent."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def optional_text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def email(value: Any) -> tuple[str | None, str | None]:
+    """Trimmed, lower-cased email and its hex SHA-256; (None, None) when absent."""
+    normalised = optional_text(value)
+    if normalised is None:
+        return None, None
+    normalised = normalised.lower()
+    return normalised, hashlib.sha256(normalised.encode()).hexdigest()
+
+
+def epoch_millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

@@ -1,0 +1,192 @@
+"""Rivo: the `points_redemption/created` webhook.
+
+The event type comes from the `rivo-webhook-topic` header (seen on the wire), else the
+body's `event_type`, else `customer.event_type`; never from the body's shape, because
+`notification/reward_expiry_last_chance` has exactly the redemption's shape.
+
+Two signature schemes are accepted, whichever headers are present:
+- documented: `Rivo-Signature: <base64>` = HMAC-SHA256(secret, raw body);
+- seen on the wire (Standard Webhooks): `rivo-webhook-signature: v1,<base64> [v1,...]`
+  = HMAC-SHA256(key, "{rivo-webhook-id}.{rivo-webhook-timestamp}.{raw body}"), where a
+  secret written `whsec_<base64>` is base64-decoded to the key, as that scheme specifies.
+No timestamp tolerance is applied: a consumer legitimately reads old records (lag,
+replays), and replay protection belongs to the HTTP receiver, not to this topic.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from consumer.errors import NormalizationError, SignatureInvalid, SignatureMissing
+from consumer.providers import fields
+from consumer.providers.base import CanonicalRecord, Headers, matches_any
+
+TOPIC_HEADER = "rivo-webhook-topic"
+DOCUMENTED_SIGNATURE_HEADER = "rivo-signature"
+STANDARD_SIGNATURE_HEADER = "rivo-webhook-signature"
+STANDARD_ID_HEADER = "rivo-webhook-id"
+STANDARD_TIMESTAMP_HEADER = "rivo-webhook-timestamp"
+SHOP_HEADER = "x-shop-domain"
+STANDARD_SECRET_PREFIX = "whsec_"
+
+# Rivo's reward_type values mapped to the canonical RewardType enum; anything else is
+# 'other' so a new reward kind never rejects a redemption.
+REWARD_TYPES = {
+    "fixed_amount": "fixed_amount",
+    "percentage": "percentage",
+    "free_shipping": "free_shipping",
+    "free_product": "free_product",
+}
+SOURCES = ("points", "credits")
+
+
+class Rivo:
+    name = "rivo"
+    redemption_event = "points_redemption/created"
+    raw_schema_file = "rivo.points_redemption_created.avsc"
+
+    def recognises_headers(self, headers: Headers) -> bool:
+        return any(name.startswith("rivo-") for name in headers)
+
+    def recognises_body(self, body: Mapping[str, Any]) -> bool:
+        customer = body.get("customer")
+        return isinstance(body.get("event_type"), str) or (
+            isinstance(customer, dict) and isinstance(customer.get("event_type"), str)
+        )
+
+    def event_type(self, headers: Headers, body: Mapping[str, Any]) -> str | None:
+        if headers.get(TOPIC_HEADER):
+            return headers[TOPIC_HEADER]
+        if isinstance(body.get("event_type"), str) and body["event_type"]:
+            return body["event_type"]
+        customer = body.get("customer")
+        if isinstance(customer, dict) and isinstance(customer.get("event_type"), str):
+            return customer["event_type"] or None
+        return None
+
+    def verify_signature(
+        self, secrets: tuple[str, ...], headers: Headers, raw_body: bytes
+    ) -> None:
+        documented = headers.get(DOCUMENTED_SIGNATURE_HEADER)
+        standard = headers.get(STANDARD_SIGNATURE_HEADER)
+        if documented is None and standard is None:
+            raise SignatureMissing(
+                "neither Rivo-Signature nor rivo-webhook-signature header is present",
+                "Rivo-Signature",
+            )
+        if documented is not None and _documented_matches(secrets, documented, raw_body):
+            return
+        if standard is not None and _standard_matches(secrets, headers, standard, raw_body):
+            return
+        raise SignatureInvalid(
+            "no Rivo signature header matches the HMAC of the body",
+            "Rivo-Signature" if documented is not None else "rivo-webhook-signature",
+        )
+
+    def normalise(self, body: Mapping[str, Any], headers: Headers) -> CanonicalRecord:
+        reward = body.get("reward") or {}
+        customer = body["customer"]
+        email, email_sha256 = fields.email(customer.get("email"))
+        reward_name = fields.optional_text(reward.get("name")) or fields.optional_text(
+            body.get("name")
+        )
+        if reward_name is None:
+            raise NormalizationError(
+                "reward.name: neither reward.name nor name is present", "reward.name"
+            )
+        reward_type = reward.get("reward_type")
+        provider_event_id = str(fields.count(body["id"], "id"))
+        return {
+            "event_id": f"{self.name}:{provider_event_id}",
+            "provider": self.name,
+            "provider_event_type": self.event_type(headers, body),
+            "provider_event_id": provider_event_id,
+            "shop": fields.optional_text(headers.get(SHOP_HEADER))
+            or fields.optional_text(customer.get("shopify_domain")),
+            "occurred_at": fields.timestamp(body["applied_at"], "applied_at"),
+            "source": _source(body, reward),
+            "points_redeemed": fields.count(body["points_amount"], "points_amount"),
+            "credits_redeemed": fields.decimal_string(
+                body.get("credits_amount"), "credits_amount"
+            ),
+            "points_balance_after": fields.optional_count(
+                customer.get("points_tally"), "customer.points_tally"
+            ),
+            "customer": {
+                "shopify_customer_id": fields.shopify_customer_id(customer["id"], "customer.id"),
+                "email": email,
+                "email_sha256": email_sha256,
+                "first_name": fields.optional_text(customer.get("first_name")),
+                "last_name": fields.optional_text(customer.get("last_name")),
+                "loyalty_status": fields.optional_text(customer.get("loyalty_status")),
+                "accepts_marketing": customer.get("accepts_marketing"),
+            },
+            "reward": {
+                "id": fields.optional_id(reward.get("id")) or fields.optional_id(
+                    body.get("reward_id")
+                ),
+                "name": reward_name,
+                "label": fields.optional_text(body.get("name")),
+                "type": None if reward_type is None else REWARD_TYPES.get(reward_type, "other"),
+                "discount_code": fields.optional_text(body.get("code")),
+                "expires_at": fields.optional_timestamp(body.get("expires_at"), "expires_at"),
+                "used_at": fields.optional_timestamp(body.get("used_at"), "used_at"),
+                "refunded_at": fields.optional_timestamp(body.get("refunded_at"), "refunded_at"),
+            },
+        }
+
+
+def _source(body: Mapping[str, Any], reward: Mapping[str, Any]) -> str:
+    source = body.get("source") or reward.get("source")
+    field = "source" if body.get("source") else "reward.source"
+    if source is None:
+        raise NormalizationError("source: neither source nor reward.source is present", "source")
+    if source not in SOURCES:
+        raise NormalizationError(f"{field}: expected points or credits", field)
+    return source
+
+
+def _documented_matches(secrets: tuple[str, ...], presented: str, raw_body: bytes) -> bool:
+    expected = [
+        base64.b64encode(hmac.new(secret.encode(), raw_body, hashlib.sha256).digest())
+        for secret in secrets
+    ]
+    return matches_any(expected, [presented.strip().encode()])
+
+
+def _standard_matches(
+    secrets: tuple[str, ...], headers: Headers, presented: str, raw_body: bytes
+) -> bool:
+    webhook_id = headers.get(STANDARD_ID_HEADER)
+    signed_at = headers.get(STANDARD_TIMESTAMP_HEADER)
+    if webhook_id is None or signed_at is None:
+        return False
+    signed = f"{webhook_id}.{signed_at}.".encode() + raw_body
+    expected = [
+        base64.b64encode(hmac.new(_standard_key(secret), signed, hashlib.sha256).digest())
+        for secret in secrets
+    ]
+    # Space-separated "version,signature" pairs; only v1 (HMAC-SHA256) is defined.
+    candidates = [
+        signature.encode()
+        for version, _, signature in (part.partition(",") for part in presented.split())
+        if version == "v1"
+    ]
+    return matches_any(expected, candidates)
+
+
+def _standard_key(secret: str) -> bytes:
+    if secret.startswith(STANDARD_SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(STANDARD_SECRET_PREFIX) :])
+        except binascii.Error:
+            pass  # not base64 after all: use the secret as written
+    return secret.encode()
+
+
+PROVIDER = Rivo()
