@@ -75,7 +75,9 @@ class Settings:
             ),
             metrics_port=_int(env, "LOYALTY_METRICS_PORT", defaults.metrics_port),
             log_level=env.get("LOYALTY_LOG_LEVEL", defaults.log_level).upper(),
-            kafka_common=_passthrough(env, "KAFKA_", exclude=("KAFKA_CONSUMER_", "KAFKA_PRODUCER_")),
+            kafka_common=_passthrough(
+                env, "KAFKA_", exclude=("KAFKA_CONSUMER_", "KAFKA_PRODUCER_")
+            ),
             kafka_consumer=_passthrough(env, "KAFKA_CONSUMER_"),
             kafka_producer=_passthrough(env, "KAFKA_PRODUCER_"),
         )
@@ -114,7 +116,12 @@ class Settings:
     def _with_overrides(self, config: dict[str, Any], specific: Mapping[str, str]) -> dict:
         if not self.bootstrap_servers:
             raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set")
-        return {"bootstrap.servers": self.bootstrap_servers, **config, **self.kafka_common, **specific}
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            **config,
+            **self.kafka_common,
+            **specific,
+        }
 
     def describe(self) -> dict[str, Any]:
         """Settings safe to log: secret values are replaced by '***'."""

@@ -78,9 +78,7 @@ class RawSchema:
         if error.datum is None:
             message = f"{path}: required field is missing or null"
         else:
-            message = (
-                f"{path}: expected {_describe(error.schema)}, got {_json_type(error.datum)}"
-            )
+            message = f"{path}: expected {_describe(error.schema)}, got {_json_type(error.datum)}"
         return SchemaViolation(message, field=path or None)
 
 
@@ -148,7 +146,6 @@ class SingleObjectCodec:
             raise ValueError("not Avro single-object encoded (no C3 01 marker)")
         if data[2:header_length] != self.fingerprint:
             raise ValueError(
-                f"schema fingerprint {data[2:header_length].hex()} is not "
-                f"{self.fingerprint.hex()}"
+                f"schema fingerprint {data[2:header_length].hex()} is not {self.fingerprint.hex()}"
             )
         return schemaless_reader(io.BytesIO(data[header_length:]), self.schema, None)

@@ -19,6 +19,8 @@ class Provider(Protocol):
     """The provider's event type of a redemption; other event types are ignored."""
     raw_schema_file: str
     """File in schemas/ that a redemption body must satisfy."""
+    known_event_types: frozenset[str]
+    """Every event type the provider documents; others are labelled 'other' in metrics."""
 
     def recognises_headers(self, headers: Headers) -> bool:
         """True when a header says the webhook is from this provider (strong evidence)."""
@@ -28,9 +30,7 @@ class Provider(Protocol):
 
     def event_type(self, headers: Headers, body: Mapping[str, Any]) -> str | None: ...
 
-    def verify_signature(
-        self, secrets: tuple[str, ...], headers: Headers, raw_body: bytes
-    ) -> None:
+    def verify_signature(self, secrets: tuple[str, ...], headers: Headers, raw_body: bytes) -> None:
         """Raise SignatureMissing or SignatureInvalid unless one secret verifies."""
 
     def normalise(self, body: Mapping[str, Any], headers: Headers) -> CanonicalRecord: ...

@@ -28,6 +28,10 @@ class MageLoyalty:
     name = "mage_loyalty"
     redemption_event = "points.redeemed"
     raw_schema_file = "mage_loyalty.points_redeemed.avsc"
+    # Mage Loyalty's complete documented event list.
+    known_event_types = frozenset(
+        ("points.earned", "points.redeemed", "customer.tier_upgrade", "customer.tier_downgrade")
+    )
 
     def recognises_headers(self, headers: Headers) -> bool:
         return (
@@ -46,9 +50,7 @@ class MageLoyalty:
             return event
         return headers.get(EVENT_HEADER) or None
 
-    def verify_signature(
-        self, secrets: tuple[str, ...], headers: Headers, raw_body: bytes
-    ) -> None:
+    def verify_signature(self, secrets: tuple[str, ...], headers: Headers, raw_body: bytes) -> None:
         presented = headers.get(SIGNATURE_HEADER)
         if presented is None:
             raise SignatureMissing("X-Webhook-Signature header is absent", "X-Webhook-Signature")
@@ -84,8 +86,9 @@ class MageLoyalty:
         shop = fields.optional_text(body.get("shop"))
         email, email_sha256 = fields.email(data.get("email"))
         reward_name = data["reward_name"]
+        content_id = _content_id(shop, customer_id, occurred_at, points, reward_id, discount_code)
         return {
-            "event_id": f"{self.name}:{_content_id(shop, customer_id, occurred_at, points, reward_id, discount_code)}",
+            "event_id": f"{self.name}:{content_id}",
             "provider": self.name,
             "provider_event_type": body["event"],
             "provider_event_id": None,
@@ -117,6 +120,18 @@ class MageLoyalty:
                 "refunded_at": None,
             },
         }
+
+
+def signed_headers(secret: str, body: bytes, signed_at: str, event: str) -> list[tuple[str, bytes]]:
+    """The headers Mage Loyalty sends with `body`: for local runs and tests."""
+    digest = hmac.new(secret.encode(), signed_at.encode() + b"." + body, hashlib.sha256)
+    return [
+        ("Content-Type", b"application/json"),
+        ("User-Agent", b"MageLoyalty-Webhook/1.0"),
+        ("X-Webhook-Event", event.encode()),
+        ("X-Webhook-Timestamp", signed_at.encode()),
+        ("X-Webhook-Signature", f"{SIGNATURE_PREFIX}{digest.hexdigest()}".encode()),
+    ]
 
 
 def _content_id(shop, customer_id, occurred_at, points, reward_id, discount_code) -> str:

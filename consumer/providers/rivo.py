@@ -49,6 +49,21 @@ class Rivo:
     name = "rivo"
     redemption_event = "points_redemption/created"
     raw_schema_file = "rivo.points_redemption_created.avsc"
+    # Rivo's topics as documented and as seen on the wire.
+    known_event_types = frozenset(
+        (
+            "points_redemption/created",
+            "points_event/created",
+            "customer_vip_tier/upgraded",
+            "customer_vip_tier/updated",
+            "customer_vip_tier/downgraded",
+            "referral_invite/created",
+            "referral/completed",
+            "notification/points_expiry_warning",
+            "notification/points_expiry_last_chance",
+            "notification/reward_expiry_last_chance",
+        )
+    )
 
     def recognises_headers(self, headers: Headers) -> bool:
         return any(name.startswith("rivo-") for name in headers)
@@ -69,9 +84,7 @@ class Rivo:
             return customer["event_type"] or None
         return None
 
-    def verify_signature(
-        self, secrets: tuple[str, ...], headers: Headers, raw_body: bytes
-    ) -> None:
+    def verify_signature(self, secrets: tuple[str, ...], headers: Headers, raw_body: bytes) -> None:
         documented = headers.get(DOCUMENTED_SIGNATURE_HEADER)
         standard = headers.get(STANDARD_SIGNATURE_HEADER)
         if documented is None and standard is None:
@@ -111,9 +124,7 @@ class Rivo:
             "occurred_at": fields.timestamp(body["applied_at"], "applied_at"),
             "source": _source(body, reward),
             "points_redeemed": fields.count(body["points_amount"], "points_amount"),
-            "credits_redeemed": fields.decimal_string(
-                body.get("credits_amount"), "credits_amount"
-            ),
+            "credits_redeemed": fields.decimal_string(body.get("credits_amount"), "credits_amount"),
             "points_balance_after": fields.optional_count(
                 customer.get("points_tally"), "customer.points_tally"
             ),
@@ -127,9 +138,8 @@ class Rivo:
                 "accepts_marketing": customer.get("accepts_marketing"),
             },
             "reward": {
-                "id": fields.optional_id(reward.get("id")) or fields.optional_id(
-                    body.get("reward_id")
-                ),
+                "id": fields.optional_id(reward.get("id"))
+                or fields.optional_id(body.get("reward_id")),
                 "name": reward_name,
                 "label": fields.optional_text(body.get("name")),
                 "type": None if reward_type is None else REWARD_TYPES.get(reward_type, "other"),
@@ -139,6 +149,27 @@ class Rivo:
                 "refunded_at": fields.optional_timestamp(body.get("refunded_at"), "refunded_at"),
             },
         }
+
+
+def documented_headers(secret: str, body: bytes) -> list[tuple[str, bytes]]:
+    """Headers of Rivo's documented scheme for `body`: for local runs and tests."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return [("Content-Type", b"application/json"), ("Rivo-Signature", base64.b64encode(digest))]
+
+
+def wire_headers(
+    secret: str, body: bytes, topic: str, webhook_id: str, signed_at: int
+) -> list[tuple[str, bytes]]:
+    """Headers as Rivo sends them on the wire (Standard Webhooks): for local runs and tests."""
+    signed = f"{webhook_id}.{signed_at}.".encode() + body
+    digest = hmac.new(_standard_key(secret), signed, hashlib.sha256).digest()
+    return [
+        ("content-type", b"application/json"),
+        ("rivo-webhook-topic", topic.encode()),
+        ("rivo-webhook-id", webhook_id.encode()),
+        ("rivo-webhook-timestamp", str(signed_at).encode()),
+        ("rivo-webhook-signature", b"v1," + base64.b64encode(digest)),
+    ]
 
 
 def _source(body: Mapping[str, Any], reward: Mapping[str, Any]) -> str:

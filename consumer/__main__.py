@@ -1,0 +1,125 @@
+"""loyalty-consumer: run | normalize | local. See README.md."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from consumer import __version__, logs
+from consumer.config import Settings
+from consumer.errors import ConfigError, LoyaltyConsumerError
+from consumer.pipeline import Pipeline
+from consumer.records import Accepted, Ignored, RawRecord
+
+log = logging.getLogger("consumer")
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="loyalty-consumer", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the service (settings from the environment)")
+    normalize = commands.add_parser(
+        "normalize", help="run the pipeline on raw webhook files and print one JSON line each"
+    )
+    normalize.add_argument("files", nargs="*", help="raw webhook bodies (stdin when none)")
+    normalize.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a webhook header applied to every input (repeatable)",
+    )
+    local = commands.add_parser(
+        "local",
+        help="the service against KAFKA_BOOTSTRAP_SERVERS or, when unset, a local broker; "
+        "feeds sample webhooks and prints what comes out",
+    )
+    local.add_argument("--no-samples", action="store_true", help="do not feed sample webhooks")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "normalize":
+            return _normalize(args.files, args.header, parser)
+        settings = Settings.from_env()
+        logs.configure(settings.log_level)
+        if args.command == "run":
+            from consumer.service import run_service
+
+            run_service(settings)
+        else:
+            from consumer.local_job import run_local
+
+            run_local(settings, feed_samples=not args.no_samples)
+    except ConfigError as exc:
+        print(f"loyalty-consumer: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LoyaltyConsumerError as exc:
+        log.error("service stopped", extra={"error": str(exc)})
+        return 1
+    return EXIT_OK
+
+
+def _normalize(files: list[str], header_args: list[str], parser: argparse.ArgumentParser) -> int:
+    headers = []
+    for item in header_args:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--header expects NAME=VALUE, got {item!r}")
+        headers.append((name, value.encode()))
+    settings = Settings.from_env()
+    pipeline = Pipeline.from_settings(settings)
+
+    inputs: list[tuple[str, bytes]] = []
+    for name in files:
+        try:
+            inputs.append((name, Path(name).read_bytes()))
+        except OSError as exc:
+            parser.error(f"cannot read {name}: {exc.strerror}")
+    if not files:
+        inputs.append(("-", sys.stdin.buffer.read()))
+
+    status = EXIT_OK
+    for name, value in inputs:
+        outcome = pipeline.process(RawRecord(value=value, headers=headers, topic=name))
+        if isinstance(outcome, Accepted):
+            line: dict[str, Any] = {"outcome": "accepted", "record": _jsonable(outcome.record)}
+        elif isinstance(outcome, Ignored):
+            line = {
+                "outcome": "ignored",
+                "reason": outcome.reason,
+                "message": f"{outcome.provider} event {outcome.event_type} is not a redemption",
+                "field": None,
+            }
+        else:
+            status = EXIT_REJECTED
+            line = {
+                "outcome": "rejected",
+                "reason": outcome.reason,
+                "message": outcome.message,
+                "field": outcome.field,
+            }
+        sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
+    return status
+
+
+def _jsonable(value: Any) -> Any:
+    """Timestamps as ISO-8601 UTC strings with milliseconds; the rest as it is."""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

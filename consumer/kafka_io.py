@@ -1,0 +1,148 @@
+"""Everything that touches confluent-kafka apart from the loop itself: client
+construction, Message -> RawRecord, the clean-record encoder, produce with back-pressure,
+and the bookkeeping that decides which offsets are safe to commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from consumer.config import Settings
+from consumer.records import RawRecord
+from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_text
+
+log = logging.getLogger(__name__)
+
+# How long produce() waits for librdkafka to drain its queue when the queue is full.
+# Serving delivery reports is what frees the space, so each wait also serves them.
+BACKPRESSURE_POLL_SECONDS = 0.1
+
+Encoder = Callable[[Mapping[str, Any]], bytes]
+
+
+def to_raw_record(message: Message) -> RawRecord:
+    _, timestamp_ms = message.timestamp()
+    return RawRecord(
+        value=message.value(),
+        headers=message.headers() or (),
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        timestamp_ms=timestamp_ms if timestamp_ms >= 0 else None,
+        key=message.key(),
+    )
+
+
+def clean_record_encoder(settings: Settings) -> Encoder:
+    """Confluent wire format through the registry when one is configured (subject
+    '<clean topic>-value', registered on first use); Avro single-object encoding
+    otherwise, whose fingerprint a reader resolves against schemas/."""
+    if not settings.schema_registry_url:
+        return SingleObjectCodec().encode
+
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    registry_config = {"url": settings.schema_registry_url}
+    if settings.schema_registry_basic_auth:
+        registry_config["basic.auth.user.info"] = settings.schema_registry_basic_auth
+    serializer = AvroSerializer(
+        SchemaRegistryClient(registry_config), schema_text(CANONICAL_SCHEMA_FILE)
+    )
+    context = SerializationContext(settings.clean_topic, MessageField.VALUE)
+    return lambda record: serializer(record, context)
+
+
+def produce(producer: Producer, topic: str, **message: Any) -> None:
+    """Produce, waiting for queue space rather than dropping when librdkafka is full."""
+    while True:
+        try:
+            producer.produce(topic, **message)
+            return
+        except BufferError:
+            producer.poll(BACKPRESSURE_POLL_SECONDS)
+
+
+class OffsetTracker:
+    """Which input offsets may be committed: those whose every output is acknowledged.
+
+    Outputs of one partition are acknowledged out of order (clean and dead-letter
+    records go to different topics and partitions), so a partition's commit point is
+    the first offset still waiting, or one past the last one done. Input offsets of a
+    partition arrive in increasing order, which keeps this a queue per partition.
+    """
+
+    def __init__(self) -> None:
+        # (topic, partition) -> {offset: done}, in consume order.
+        self._in_flight: dict[tuple[str, int], dict[int, bool]] = {}
+        self._ready: dict[tuple[str, int], int] = {}
+
+    def start(self, topic: str, partition: int, offset: int) -> None:
+        self._in_flight.setdefault((topic, partition), {})[offset] = False
+
+    def finish(self, topic: str, partition: int, offset: int) -> None:
+        offsets = self._in_flight.get((topic, partition))
+        if offsets is not None and offset in offsets:
+            offsets[offset] = True
+
+    def pending(self) -> int:
+        return sum(
+            1 for offsets in self._in_flight.values() for done in offsets.values() if not done
+        )
+
+    def take_commit_points(self) -> list[TopicPartition]:
+        """Offsets to store (the next offset to read) for partitions that moved on."""
+        moved: list[TopicPartition] = []
+        for (topic, partition), offsets in self._in_flight.items():
+            next_offset = None
+            while offsets:
+                first = next(iter(offsets))
+                if not offsets[first]:
+                    break
+                del offsets[first]
+                next_offset = first + 1
+            if next_offset is not None:
+                self._ready[(topic, partition)] = next_offset
+                moved.append(TopicPartition(topic, partition, next_offset))
+        return moved
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self._in_flight.pop((tp.topic, tp.partition), None)
+            self._ready.pop((tp.topic, tp.partition), None)
+
+    def commit_points(self, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
+        """The last stored commit point of each given partition that has one."""
+        points = []
+        for tp in partitions:
+            offset = self._ready.get((tp.topic, tp.partition))
+            if offset is not None:
+                points.append(TopicPartition(tp.topic, tp.partition, offset))
+        return points
+
+
+def new_consumer(settings: Settings, extra: Mapping[str, Any] | None = None) -> Consumer:
+    return Consumer({**settings.consumer_config(), **(extra or {})}, logger=log)
+
+
+def new_producer(settings: Settings, extra: Mapping[str, Any] | None = None) -> Producer:
+    return Producer({**settings.producer_config(), **(extra or {})}, logger=log)
+
+
+def ensure_topics(settings: Settings, names: Iterable[str], partitions: int = 3) -> None:
+    """Create the topics that do not exist yet (for local runs and tests; production
+    topics are provisioned with their own retention and replication)."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **settings.kafka_common})
+    futures = admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            log.debug("topic exists", extra={"topic": name})

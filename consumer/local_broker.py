@@ -1,0 +1,562 @@
+"""A single-node Apache Kafka broker (KRaft, combined broker+controller) run from Maven jars.
+
+The integration tests need a real broker, and a Docker engine is not always there. Java and
+Maven are enough: ``ensure_jars`` resolves the broker's classpath from
+``deploy/kafka-local/pom.xml`` once into a cache outside the repository, and ``LocalBroker``
+formats a throwaway log directory and runs ``kafka.Kafka`` on free loopback ports.
+
+    python -m consumer.local_broker fetch            # resolve the jars only
+    python -m consumer.local_broker run --port 9092  # run until Ctrl-C / SIGTERM
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import ctypes
+import ctypes.util
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+log = logging.getLogger(__name__)
+
+# The module is not self-contained: the pom and log4j config live in the checkout, so this
+# only works from an editable install or a source tree (see _require_pom).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KAFKA_LOCAL_DIR = REPO_ROOT / "deploy" / "kafka-local"
+POM_PATH = KAFKA_LOCAL_DIR / "pom.xml"
+LOG4J_CONFIG_PATH = KAFKA_LOCAL_DIR / "log4j2.yaml"
+
+# Cache root for resolved jars; kept out of the repository so `git clean` and fresh clones
+# do not pay the download again. Overridable for CI caches and read-only home directories.
+CACHE_ENV_VAR = "LOYALTY_KAFKA_CACHE"
+DEFAULT_CACHE_ROOT = Path("~/.cache/loyalty-consumer")
+
+# Written last into the libs directory; holds a hash of the pom so editing the pom (say, a
+# log4j bump under the same Kafka version) refetches instead of reusing a stale classpath.
+COMPLETE_MARKER = ".complete"
+
+# Kafka 4.x brokers require Java 17; older JVMs fail with an opaque class-version error.
+MIN_JAVA_MAJOR = 17
+
+# How long a clean shutdown may take before SIGKILL. A single node with tiny logs closes in
+# well under a second; the margin covers a loaded CI machine flushing segments.
+STOP_GRACE_SECONDS = 20.0
+
+# Per-attempt wait of the readiness probe: short, so a broker that dies early is noticed
+# quickly, but long enough for a metadata round trip on a busy 2-core machine.
+PROBE_TIMEOUT_SECONDS = 2.0
+
+# Temp workdirs carry the owning Python pid so a later start can delete the ones whose owner
+# was killed too hard to clean up (see _remove_orphaned_workdirs).
+TEMP_PREFIX = "loyalty-kafka-"
+OWNER_FILE = "owner.pid"
+
+# Lines of broker log shown in the exception when start() fails.
+LOG_TAIL_LINES = 40
+
+# JVM flags for a short-lived test broker on a small machine. G1 with a low pause target is
+# what Kafka's own start scripts use. C1-only compilation (TieredStopAtLevel=1) cut startup
+# from ~2.6 s to ~2.0 s and RSS by ~30 MB here; a test broker never runs long enough to
+# profit from C2. Log4j's shutdown hook is off because the broker closes its loggers itself
+# and the hook only prints a spurious warning when it loses that race.
+JVM_FLAGS = (
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:TieredStopAtLevel=1",
+    "-Djava.awt.headless=true",
+    "-Dlog4j2.shutdownHookEnabled=false",
+)
+
+# Broker settings beyond listeners and paths. Replication factors and ISR sizes must be 1
+# on a single node or the internal topics can never be created; the rest keeps tests fast
+# and explicit: no rebalance delay, and topics exist only when a test creates them.
+BROKER_SETTINGS = {
+    "process.roles": "broker,controller",
+    "node.id": "1",
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "num.partitions": "3",
+    "auto.create.topics.enable": "false",
+    "group.initial.rebalance.delay.ms": "0",
+    "offsets.topic.replication.factor": "1",
+    # The default of 50 partitions makes the first group coordinator lookup wait for 50
+    # partition leaders; one is plenty for a test broker.
+    "offsets.topic.num.partitions": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "transaction.state.log.num.partitions": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+}
+
+
+class LocalBrokerError(RuntimeError):
+    """The local broker could not be provisioned or did not come up."""
+
+
+def kafka_version() -> str:
+    """The Kafka version pinned in the pom (the single place it is written down)."""
+    ns = "{http://maven.apache.org/POM/4.0.0}"
+    version = ET.parse(_require_pom()).getroot().findtext(f"{ns}properties/{ns}kafka.version")
+    if not version:
+        raise LocalBrokerError(f"no <kafka.version> property in {POM_PATH}")
+    return version.strip()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get(CACHE_ENV_VAR)
+    base = Path(root) if root else DEFAULT_CACHE_ROOT
+    return base.expanduser() / f"kafka-{kafka_version()}"
+
+
+def ensure_jars() -> Path:
+    """Return a directory holding the broker's runtime jars, resolving them on first use."""
+    pom = _require_pom()
+    libs = cache_dir() / "libs"
+    marker = libs / COMPLETE_MARKER
+    pom_hash = hashlib.sha256(pom.read_bytes()).hexdigest()
+
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    # Parallel test runs (or two terminals) share the cache: only one may run Maven, and
+    # the others must wait for it rather than read a half-copied directory.
+    with _file_lock(libs.parent / ".lock"):
+        if marker.is_file() and marker.read_text().strip() == pom_hash:
+            log.debug("kafka jars cached path=%s", libs)
+            return libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise LocalBrokerError(
+                "Maven (mvn) is not on PATH; it is needed once to download the Kafka broker jars"
+            )
+        shutil.rmtree(libs, ignore_errors=True)
+        log.info("fetching kafka jars version=%s path=%s", kafka_version(), libs)
+        started = time.monotonic()
+        result = subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={libs}",
+                "-DincludeScope=runtime",
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).strip()
+            raise LocalBrokerError(
+                f"mvn dependency:copy-dependencies failed (exit {result.returncode}):\n"
+                + _last_lines(output, LOG_TAIL_LINES)
+            )
+        marker.write_text(pom_hash + "\n")
+        log.info(
+            "fetched kafka jars count=%d seconds=%.1f",
+            len(list(libs.glob("*.jar"))),
+            time.monotonic() - started,
+        )
+        return libs
+
+
+class LocalBroker:
+    """A single-node KRaft broker in a child JVM; use as a context manager or start()/stop()."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        workdir: Path | None = None,
+        heap: str = "512m",
+        *,
+        inherit_console: bool = False,
+    ) -> None:
+        if not re.fullmatch(r"\d+[kKmMgG]?", heap):
+            raise ValueError(f"heap must look like 512m or 1g, got {heap!r}")
+        self.port = port
+        self.controller_port: int | None = None
+        self.heap = heap
+        self.kafka_version = kafka_version()
+        self.startup_seconds: float | None = None
+        # With the console inherited (the `run` command), WARN lines show in the terminal;
+        # otherwise they go to a file so they cannot interleave with pytest's output.
+        self._inherit_console = inherit_console
+        self._requested_workdir = workdir
+        self._workdir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._console: IO[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.port is None:
+            raise LocalBrokerError("the broker port is chosen by start(); call it first")
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def log_dir(self) -> Path | None:
+        return self._workdir / "logs" if self._workdir else None
+
+    def __enter__(self) -> LocalBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 90) -> None:
+        """Start the JVM and return once the broker answers a metadata request.
+
+        ``timeout`` covers formatting and JVM startup, not a first-time jar download.
+        """
+        if self._proc is not None:
+            raise LocalBrokerError("broker already started")
+        libs = ensure_jars()
+        java = _find_java()
+        if self.port is None:
+            self.port, self.controller_port = _free_ports(2)
+        else:
+            (self.controller_port,) = _free_ports(1)
+
+        if self._requested_workdir is not None:
+            self._workdir = self._requested_workdir.resolve()
+            self._workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            _remove_orphaned_workdirs()
+            self._workdir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+            (self._workdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
+        data_dir = self._workdir / "data"
+        log_dir = self._workdir / "logs"
+        log_dir.mkdir(exist_ok=True)
+        props = self._workdir / "server.properties"
+        props.write_text(self._server_properties(data_dir))
+
+        classpath = f"{libs}/*"
+        log_flags = [
+            f"-Dkafka.logs.dir={log_dir}",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG_PATH}",
+        ]
+        started = time.monotonic()
+        try:
+            self._format_storage(java, classpath, log_flags, props)
+            command = [
+                java,
+                f"-Xms{self.heap}",
+                f"-Xmx{self.heap}",
+                *JVM_FLAGS,
+                *log_flags,
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
+            ]
+            log.debug("starting kafka broker command=%s", command)
+            if not self._inherit_console:
+                self._console = open(log_dir / "console.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._proc = subprocess.Popen(
+                command,
+                cwd=self._workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=self._console,
+                stderr=subprocess.STDOUT if self._console else None,
+                # Own session: a Ctrl-C in the terminal reaches Python only, so stop() decides
+                # the shutdown order instead of the JVM racing pytest's fixture teardown.
+                start_new_session=True,
+                preexec_fn=_die_with_parent_preexec(),
+            )
+            atexit.register(self.stop)
+            self._wait_until_ready(started + timeout)
+        except Exception as exc:
+            tail = self._log_tail()  # read before stop() removes the temp dir
+            self.stop()
+            raise LocalBrokerError(
+                f"kafka broker on {self.bootstrap_servers} did not start: {exc}\n{tail}"
+            ) from exc
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        log.info(
+            "kafka broker ready version=%s bootstrap=%s pid=%d startup_s=%.2f",
+            self.kafka_version,
+            self.bootstrap_servers,
+            self._proc.pid,
+            self.startup_seconds,
+        )
+
+    def stop(self) -> None:
+        """Shut the broker down (SIGTERM, then SIGKILL after a grace period); idempotent."""
+        atexit.unregister(self.stop)
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                log.warning("kafka broker ignored SIGTERM, killing pid=%d", proc.pid)
+                proc.kill()
+                proc.wait()
+        if proc is not None:
+            log.info("kafka broker stopped pid=%d exit=%s", proc.pid, proc.returncode)
+        if self._console is not None:
+            self._console.close()
+            self._console = None
+        if self._workdir is not None and self._requested_workdir is None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        self._workdir = None
+
+    def wait(self) -> int:
+        """Block until the broker process exits on its own; returns its exit code."""
+        if self._proc is None:
+            raise LocalBrokerError("broker not started")
+        return self._proc.wait()
+
+    def _server_properties(self, data_dir: Path) -> str:
+        settings = {
+            **BROKER_SETTINGS,
+            # Static voters need no `--standalone` at format time and keep the file
+            # readable; a dynamic quorum buys nothing with a single fixed node.
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "log.dirs": str(data_dir),
+        }
+        return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+    def _format_storage(self, java: str, classpath: str, log_flags: list[str], props: Path) -> None:
+        # --ignore-formatted lets a caller-supplied workdir be reused across runs.
+        result = subprocess.run(
+            [
+                java,
+                *log_flags,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                _new_cluster_id(),
+                "-c",
+                str(props),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise LocalBrokerError(
+                f"kafka storage format failed (exit {result.returncode}):\n"
+                + (result.stdout + result.stderr).strip()
+            )
+
+    def _wait_until_ready(self, deadline: float) -> None:
+        assert self._proc is not None
+        # log_level 0: while the broker boots every probe is refused, and librdkafka would
+        # print a connection error to stderr for each one.
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        while True:
+            if self._proc.poll() is not None:
+                raise LocalBrokerError(f"broker exited early with code {self._proc.returncode}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LocalBrokerError("broker did not answer a metadata request in time")
+            try:
+                metadata = admin.list_topics(timeout=min(PROBE_TIMEOUT_SECONDS, remaining))
+            except KafkaException:
+                time.sleep(0.1)
+                continue
+            if metadata.brokers:
+                return
+
+    def _log_tail(self) -> str:
+        if self.log_dir is None:
+            return "(no log directory)"
+        parts = []
+        for name in ("server.log", "console.log"):
+            path = self.log_dir / name
+            if path.is_file():
+                text = path.read_text(errors="replace")
+                parts.append(f"--- {path}\n{_last_lines(text, LOG_TAIL_LINES)}")
+        return "\n".join(parts) or f"(no log files in {self.log_dir})"
+
+
+def _require_pom() -> Path:
+    if not POM_PATH.is_file():
+        raise LocalBrokerError(
+            f"{POM_PATH} not found: the local Kafka broker needs the repository checkout "
+            "(run from a source tree or install with `pip install -e .`)"
+        )
+    return POM_PATH
+
+
+def _find_java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    candidate = Path(java_home) / "bin" / "java" if java_home else None
+    java = str(candidate) if candidate and candidate.is_file() else shutil.which("java")
+    if java is None:
+        raise LocalBrokerError(f"Java {MIN_JAVA_MAJOR}+ is needed to run the local Kafka broker")
+    # `java -version` prints e.g. `openjdk version "17.0.15"` or `"1.8.0_412"` to stderr.
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if match:
+        major = int(match.group(1))
+        if major == 1 and match.group(2):
+            major = int(match.group(2))
+        if major < MIN_JAVA_MAJOR:
+            raise LocalBrokerError(
+                f"{java} is Java {major}; Kafka {kafka_version()} needs Java {MIN_JAVA_MAJOR}+"
+            )
+    return java
+
+
+def _free_ports(count: int) -> list[int]:
+    # All sockets are held open together so the ports are distinct. Another process can
+    # still take one before the JVM binds it; start() then fails with the bind error.
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def _remove_orphaned_workdirs() -> None:
+    # PR_SET_PDEATHSIG takes the JVM down with a SIGKILLed Python process, but nothing is
+    # left to delete the temp dir; the next start does it instead.
+    for path in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        try:
+            owner = int((path / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or its owner has not written the file yet
+        if not _pid_alive(owner):
+            log.info("removing orphaned broker dir path=%s owner_pid=%d", path, owner)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _new_cluster_id() -> str:
+    # Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def _die_with_parent_preexec():
+    """A preexec_fn that makes the kernel SIGKILL the JVM when this process dies.
+
+    atexit and context managers do not run on SIGKILL, an OOM kill or a crash of the Python
+    process, and an orphaned broker would keep its ports and temp dir forever. Linux's
+    PR_SET_PDEATHSIG covers those cases. It fires when the *thread* that forked the child
+    exits, so the broker must be started from a thread that lives as long as it should.
+    Elsewhere there is no equivalent and only atexit/stop() apply.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    # Resolved here, in the parent: the child between fork and exec must not import,
+    # allocate or take locks that another parent thread may have held at fork time.
+    prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    parent_pid = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        # The parent may have died between fork() and prctl(); then no signal will come.
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return preexec
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _last_lines(text: str, count: int) -> str:
+    return "\n".join(text.splitlines()[-count:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m consumer.local_broker",
+        description="Fetch or run the project's single-node Apache Kafka broker.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("fetch", help="resolve the broker jars into the cache and exit")
+    run = commands.add_parser("run", help="run a broker until Ctrl-C or SIGTERM")
+    run.add_argument("--port", type=int, default=None, help="PLAINTEXT port (default: free)")
+    run.add_argument("--workdir", type=Path, default=None, help="keep data here (default: temp)")
+    run.add_argument("--heap", default="512m", help="JVM heap, e.g. 512m (default: %(default)s)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    try:
+        if args.command == "fetch":
+            print(ensure_jars())
+            return 0
+        # SIGTERM (systemd, `docker stop`, CI cancellation) should stop the JVM cleanly too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        with LocalBroker(args.port, args.workdir, args.heap, inherit_console=True) as broker:
+            print(f"bootstrap.servers={broker.bootstrap_servers}", flush=True)
+            code = broker.wait()
+            log.error("kafka broker exited on its own exit=%d", code)
+            return 1
+    except KeyboardInterrupt:
+        return 0
+    except LocalBrokerError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

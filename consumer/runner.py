@@ -1,0 +1,293 @@
+"""The loop: consume a batch, process, produce, store offsets once outputs are acked.
+
+At-least-once. An input offset is stored for commit only when every output it caused
+(clean or dead-letter record) is acknowledged by the broker; ignored records have no
+output and are done at once. librdkafka auto-commits stored offsets in the background;
+revocation and shutdown commit synchronously. A failed delivery stops the service after
+committing what is safe: the record is read again on restart, never skipped.
+
+Fixed order per iteration: serve delivery reports -> store offsets that moved ->
+consume a batch -> process and produce each record.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from consumer import __version__
+from consumer.config import Settings
+from consumer.dead_letter import dead_letter_headers
+from consumer.errors import DeliveryFailed, KafkaFailure
+from consumer.kafka_io import Encoder, OffsetTracker, produce, to_raw_record
+from consumer.metrics import Metrics, event_type_label
+from consumer.pipeline import Pipeline
+from consumer.records import Accepted, Ignored, RawRecord, Rejected
+
+log = logging.getLogger(__name__)
+
+# On shutdown or revocation, how long to wait for in-flight records to be acknowledged.
+# Longer than a broker leader election, shorter than Kubernetes' default 30 s grace.
+FLUSH_TIMEOUT_SECONDS = 20.0
+
+
+class Runner:
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        consumer: Consumer,
+        producer: Producer,
+        encoder: Encoder,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._pipeline = pipeline
+        self._consumer = consumer
+        self._producer = producer
+        self._encode = encoder
+        self._metrics = metrics
+        self._clock = clock
+        self._tracker = OffsetTracker()
+        self._assigned: set[tuple[str, int]] = set()
+        self._delivery_failure: DeliveryFailed | None = None
+        self._stop_requested = False
+        self.last_poll_monotonic = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Safe from a signal handler: only sets a flag the loop checks."""
+        self._stop_requested = True
+
+    @property
+    def assigned_partitions(self) -> int:
+        return len(self._assigned)
+
+    def run(self) -> None:
+        self._consumer.subscribe(
+            [self._settings.raw_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info("consuming", extra={"topic": self._settings.raw_topic})
+        try:
+            while not self._stop_requested:
+                self._producer.poll(0)
+                if self._delivery_failure is not None:
+                    raise self._delivery_failure
+                self._store_commit_points()
+                batch = self._consumer.consume(
+                    self._settings.batch_size, self._settings.poll_timeout_seconds
+                )
+                self.last_poll_monotonic = time.monotonic()
+                if batch:
+                    self._process_batch(batch)
+        finally:
+            self._shutdown()
+        if self._delivery_failure is not None:
+            raise self._delivery_failure
+
+    def _shutdown(self) -> None:
+        undelivered = self._producer.flush(FLUSH_TIMEOUT_SECONDS)
+        self._commit(self._tracker_points(self._assigned))
+        self._consumer.close()
+        if undelivered:
+            log.error(
+                "stopped with undelivered records; their offsets were not committed",
+                extra={"undelivered": undelivered},
+            )
+        log.info("stopped", extra={"pending": self._tracker.pending()})
+
+    # -- per record ----------------------------------------------------------------
+
+    def _process_batch(self, batch: list[Message]) -> None:
+        with self._metrics.batch_seconds.time():
+            for message in batch:
+                error = message.error()
+                if error is not None:
+                    self._on_consume_error(error)
+                    continue
+                raw = to_raw_record(message)
+                self._metrics.records_consumed.labels(raw.topic).inc()
+                self._tracker.start(raw.topic, raw.partition, raw.offset)
+                started = time.perf_counter()
+                outcome = self._pipeline.process(raw)
+                if isinstance(outcome, Accepted):
+                    self._produce_clean(raw, outcome)
+                elif isinstance(outcome, Rejected):
+                    self._produce_dead_letter(raw, outcome)
+                else:
+                    self._tracker.finish(raw.topic, raw.partition, raw.offset)
+                self._metrics.record_seconds.observe(time.perf_counter() - started)
+                self._count(outcome)
+
+    def _produce_clean(self, raw: RawRecord, accepted: Accepted) -> None:
+        occurred_at = accepted.record["occurred_at"].timestamp()
+        produce(
+            self._producer,
+            self._settings.clean_topic,
+            key=accepted.key,
+            value=self._encode(accepted.record),
+            headers=[
+                ("provider", accepted.provider.encode()),
+                ("event_type", accepted.event_type.encode()),
+                ("event_id", accepted.event_id.encode()),
+            ],
+            on_delivery=partial(
+                self._delivered, raw, partial(self._clean_acked, accepted.provider, occurred_at)
+            ),
+        )
+
+    def _produce_dead_letter(self, raw: RawRecord, rejected: Rejected) -> None:
+        log.info(
+            "record rejected",
+            extra={
+                "topic": raw.topic,
+                "partition": raw.partition,
+                "offset": raw.offset,
+                "reason": rejected.reason,
+                "field": rejected.field,
+                "provider": rejected.provider,
+            },
+        )
+        failed_at = datetime.fromtimestamp(self._clock(), UTC)
+        produce(
+            self._producer,
+            self._settings.dead_letter_topic,
+            key=raw.key,
+            value=raw.value,
+            headers=dead_letter_headers(raw, rejected, failed_at, __version__),
+            on_delivery=partial(
+                self._delivered, raw, partial(self._dead_letter_acked, rejected.reason)
+            ),
+        )
+
+    def _delivered(
+        self, raw: RawRecord, on_ack: Callable[[], None], error: KafkaError | None, message: Any
+    ) -> None:
+        if error is not None:
+            self._metrics.delivery_errors.labels(message.topic()).inc()
+            log.error(
+                "delivery failed",
+                extra={
+                    "topic": raw.topic,
+                    "partition": raw.partition,
+                    "offset": raw.offset,
+                    "output_topic": message.topic(),
+                    "error": error.str(),
+                },
+            )
+            if self._delivery_failure is None:
+                self._delivery_failure = DeliveryFailed(
+                    f"{message.topic()} did not acknowledge the output of "
+                    f"{raw.topic}/{raw.partition}@{raw.offset}: {error.str()}"
+                )
+            return
+        self._tracker.finish(raw.topic, raw.partition, raw.offset)
+        on_ack()
+
+    def _clean_acked(self, provider: str, occurred_at: float) -> None:
+        self._metrics.clean_records.labels(provider).inc()
+        self._metrics.end_to_end_seconds.observe(max(0.0, self._clock() - occurred_at))
+
+    def _dead_letter_acked(self, reason: str) -> None:
+        self._metrics.dead_letters.labels(reason).inc()
+
+    def _count(self, outcome: Accepted | Ignored | Rejected) -> None:
+        if isinstance(outcome, Accepted):
+            labels = ("accepted", outcome.provider, outcome.event_type, "")
+        elif isinstance(outcome, Ignored):
+            labels = ("ignored", outcome.provider, event_type_label(outcome.event_type), "")
+        else:
+            labels = (
+                "rejected",
+                outcome.provider or "unknown",
+                event_type_label(outcome.event_type),
+                outcome.reason,
+            )
+        self._metrics.outcomes.labels(*labels).inc()
+
+    def _on_consume_error(self, error: KafkaError) -> None:
+        self._metrics.consume_errors.labels(error.name()).inc()
+        if error.fatal():
+            raise KafkaFailure(f"fatal consumer error: {error.str()}")
+        log.warning("consumer error", extra={"error": error.str(), "code": error.name()})
+
+    # -- offsets and rebalances ------------------------------------------------------
+
+    def _store_commit_points(self) -> None:
+        points = self._tracker.take_commit_points()
+        if points:
+            try:
+                self._consumer.store_offsets(offsets=points)
+            except KafkaException as exc:
+                # A partition revoked between ack and store: its new owner re-reads it.
+                log.warning("could not store offsets", extra={"error": str(exc)})
+
+    def _tracker_points(self, partitions) -> list[TopicPartition]:
+        return self._tracker.commit_points(TopicPartition(t, p) for t, p in partitions)
+
+    def _commit(self, points: list[TopicPartition]) -> None:
+        if not points:
+            return
+        try:
+            self._consumer.commit(offsets=points, asynchronous=False)
+        except KafkaException as exc:
+            self._metrics.commit_errors.inc()
+            log.error("commit failed", extra={"error": str(exc)})
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._metrics.assigned_partitions.set(len(self._assigned))
+        self._metrics.rebalances.labels("assign").inc()
+        log.info("partitions assigned", extra={"partitions": _names(partitions)})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Finish what was produced for these partitions and commit it before another
+        # member takes them over, so the new owner re-reads as little as possible.
+        self._producer.flush(FLUSH_TIMEOUT_SECONDS)
+        self._store_commit_points()
+        self._commit(self._tracker.commit_points(partitions))
+        self._forget(partitions)
+        self._metrics.rebalances.labels("revoke").inc()
+        log.info("partitions revoked", extra={"partitions": _names(partitions)})
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Lost, not revoked: another member may already own them, so commit nothing.
+        self._forget(partitions)
+        self._metrics.rebalances.labels("lost").inc()
+        log.warning("partitions lost", extra={"partitions": _names(partitions)})
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        self._tracker.forget(partitions)
+        self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+        self._metrics.assigned_partitions.set(len(self._assigned))
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ",".join(f"{tp.topic}/{tp.partition}" for tp in partitions)
+
+
+def install_signal_handlers(runner: Runner) -> None:
+    """First SIGTERM/SIGINT: finish the batch, flush, commit, leave the group. A second
+    one exits at once; nothing is lost, as uncommitted records are read again."""
+
+    def handle(signum: int, _frame: Any) -> None:
+        if runner._stop_requested:
+            log.warning("second signal: exiting without flushing", extra={"signal": signum})
+            raise SystemExit(128 + signum)
+        log.info("stop requested", extra={"signal": signum})
+        runner.request_stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
