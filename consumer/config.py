@@ -11,6 +11,7 @@ written as single underscores; a double underscore stands for a literal undersco
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,6 +24,11 @@ ONE_MEBIBYTE = 1024 * 1024
 # Only property values whose name says they are secret are masked when settings are
 # shown; everything else is useful to see in a start-up log line.
 _SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "user.info")
+# Kubernetes injects KAFKA_PORT, KAFKA_SERVICE_HOST, KAFKA_PORT_9092_TCP_ADDR, ... for a
+# Service named 'kafka'. They are not librdkafka properties, and librdkafka refuses to
+# start on an unknown one.
+_SERVICE_LINK_VARIABLE = re.compile(r"KAFKA_(SERVICE_[A-Z0-9_]+|PORT(_[A-Z0-9_]+)?)")
+_URL_USERINFO = re.compile(r"(?<=://)[^/@]+@")
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,8 @@ class Settings:
     webhook_secrets: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({}), repr=False
     )
-    schema_registry_url: str | None = None
+    # Repr hidden: the registry client reads credentials from the URL's userinfo.
+    schema_registry_url: str | None = field(default=None, repr=False)
     schema_registry_basic_auth: str | None = field(default=None, repr=False)
     # Records per consume() call: large enough to amortise the Python loop, small enough
     # that a shutdown or rebalance finishes the in-hand batch quickly.
@@ -65,11 +72,13 @@ class Settings:
             clean_topic=env.get("LOYALTY_CLEAN_TOPIC", defaults.clean_topic),
             dead_letter_topic=env.get("LOYALTY_DLQ_TOPIC", defaults.dead_letter_topic),
             group_id=env.get("LOYALTY_GROUP_ID", defaults.group_id),
-            max_payload_bytes=_int(env, "LOYALTY_MAX_PAYLOAD_BYTES", defaults.max_payload_bytes),
+            max_payload_bytes=_positive_int(
+                env, "LOYALTY_MAX_PAYLOAD_BYTES", defaults.max_payload_bytes
+            ),
             webhook_secrets=MappingProxyType({k: v for k, v in secrets.items() if v}),
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
             schema_registry_basic_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO") or None,
-            batch_size=_int(env, "LOYALTY_BATCH_SIZE", defaults.batch_size),
+            batch_size=_positive_int(env, "LOYALTY_BATCH_SIZE", defaults.batch_size),
             poll_timeout_seconds=_float(
                 env, "LOYALTY_POLL_TIMEOUT_SECONDS", defaults.poll_timeout_seconds
             ),
@@ -133,7 +142,8 @@ class Settings:
             "group_id": self.group_id,
             "max_payload_bytes": self.max_payload_bytes,
             "signature_checks": sorted(self.webhook_secrets),
-            "schema_registry_url": self.schema_registry_url,
+            "schema_registry_url": self.schema_registry_url
+            and _URL_USERINFO.sub("***@", self.schema_registry_url),
             "batch_size": self.batch_size,
             "metrics_port": self.metrics_port,
         }
@@ -155,7 +165,11 @@ def _split_secrets(raw: str) -> tuple[str, ...]:
 def _passthrough(env: Mapping[str, str], prefix: str, exclude: tuple[str, ...] = ()) -> dict:
     props = {}
     for name, value in env.items():
-        if not name.startswith(prefix) or name.startswith(exclude):
+        if (
+            not name.startswith(prefix)
+            or name.startswith(exclude)
+            or _SERVICE_LINK_VARIABLE.fullmatch(name)
+        ):
             continue
         prop = name[len(prefix) :].lower().replace("__", "\0").replace("_", ".").replace("\0", "_")
         if prop:
@@ -168,6 +182,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(env[name]) if env.get(name) else default
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {env[name]!r}") from None
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -31,12 +31,12 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,12 @@ PROBE_TIMEOUT_SECONDS = 2.0
 # was killed too hard to clean up (see _remove_orphaned_workdirs).
 TEMP_PREFIX = "loyalty-kafka-"
 OWNER_FILE = "owner.pid"
+
+# Group (and topic) name used only to ask the group coordinator a question at startup; an
+# offset fetch creates no group, so nothing is left behind on the broker.
+WARMUP_GROUP = "local-broker-warmup"
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 # Lines of broker log shown in the exception when start() fails.
 LOG_TAIL_LINES = 40
@@ -211,7 +217,6 @@ class LocalBroker:
         self._requested_workdir = workdir
         self._workdir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._console: IO[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -273,7 +278,10 @@ class LocalBroker:
         ]
         started = time.monotonic()
         try:
-            self._format_storage(java, classpath, log_flags, props)
+            # A caller-supplied workdir may hold data from an earlier run: keep it, since
+            # formatting again fails on the cluster id stored there.
+            if not (data_dir / "meta.properties").is_file():
+                self._format_storage(java, classpath, log_flags, props, timeout)
             command = [
                 java,
                 f"-Xms{self.heap}",
@@ -286,19 +294,19 @@ class LocalBroker:
                 str(props),
             ]
             log.debug("starting kafka broker command=%s", command)
-            if not self._inherit_console:
-                self._console = open(log_dir / "console.log", "ab")  # noqa: SIM115 - closed in stop()
-            self._proc = subprocess.Popen(
-                command,
-                cwd=self._workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=self._console,
-                stderr=subprocess.STDOUT if self._console else None,
-                # Own session: a Ctrl-C in the terminal reaches Python only, so stop() decides
-                # the shutdown order instead of the JVM racing pytest's fixture teardown.
-                start_new_session=True,
-                preexec_fn=_die_with_parent_preexec(),
-            )
+            # The child keeps its own copy of the file descriptor, so ours can close at once.
+            with self._console_sink(log_dir) as console:
+                self._proc = subprocess.Popen(
+                    command,
+                    cwd=self._workdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=console,
+                    stderr=subprocess.STDOUT if console else None,
+                    # Own session: a Ctrl-C in the terminal reaches Python only, so stop()
+                    # decides the shutdown order instead of the JVM racing pytest's teardown.
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent_preexec(),
+                )
             atexit.register(self.stop)
             self._wait_until_ready(started + timeout)
         except Exception as exc:
@@ -333,9 +341,6 @@ class LocalBroker:
                 proc.wait()
         if proc is not None:
             log.info("kafka broker stopped pid=%d exit=%s", proc.pid, proc.returncode)
-        if self._console is not None:
-            self._console.close()
-            self._console = None
         if self._workdir is not None and self._requested_workdir is None:
             shutil.rmtree(self._workdir, ignore_errors=True)
         self._workdir = None
@@ -345,6 +350,11 @@ class LocalBroker:
         if self._proc is None:
             raise LocalBrokerError("broker not started")
         return self._proc.wait()
+
+    def _console_sink(self, log_dir: Path) -> contextlib.AbstractContextManager[IO[bytes] | None]:
+        if self._inherit_console:
+            return contextlib.nullcontext()
+        return open(log_dir / "console.log", "ab")
 
     def _server_properties(self, data_dir: Path) -> str:
         settings = {
@@ -360,8 +370,9 @@ class LocalBroker:
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
-    def _format_storage(self, java: str, classpath: str, log_flags: list[str], props: Path) -> None:
-        # --ignore-formatted lets a caller-supplied workdir be reused across runs.
+    def _format_storage(
+        self, java: str, classpath: str, log_flags: list[str], props: Path, timeout: float
+    ) -> None:
         result = subprocess.run(
             [
                 java,
@@ -370,7 +381,6 @@ class LocalBroker:
                 classpath,
                 "kafka.tools.StorageTool",
                 "format",
-                "--ignore-formatted",
                 "-t",
                 _new_cluster_id(),
                 "-c",
@@ -379,7 +389,7 @@ class LocalBroker:
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
             check=False,
         )
         if result.returncode != 0:
@@ -405,7 +415,32 @@ class LocalBroker:
                 time.sleep(0.1)
                 continue
             if metadata.brokers:
-                return
+                break
+        self._wait_for_group_coordinator(deadline)
+
+    def _wait_for_group_coordinator(self, deadline: float) -> None:
+        # A fresh broker creates __consumer_offsets on the first group request and answers
+        # NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS until it has loaded; a consumer
+        # that hits that backs off ~3 s before joining again. Waiting here makes "ready"
+        # include consumer groups, so the first test is not the slow one. A Consumer, not
+        # AdminClient.list_consumer_group_offsets: librdkafka 2.x crashes the process when
+        # the admin call meets those errors (librdkafka#5040).
+        consumer = Consumer(
+            {"bootstrap.servers": self.bootstrap_servers, "group.id": WARMUP_GROUP, "log_level": 0}
+        )
+        try:
+            while True:
+                try:
+                    consumer.committed(
+                        [TopicPartition(WARMUP_GROUP, 0)], timeout=PROBE_TIMEOUT_SECONDS
+                    )
+                    return
+                except KafkaException:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        finally:
+            consumer.close()
 
     def _log_tail(self) -> str:
         if self.log_dir is None:
@@ -486,7 +521,7 @@ def _new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-def _die_with_parent_preexec():
+def _die_with_parent_preexec() -> Callable[[], None] | None:
     """A preexec_fn that makes the kernel SIGKILL the JVM when this process dies.
 
     atexit and context managers do not run on SIGKILL, an OOM kill or a crash of the Python
@@ -501,10 +536,9 @@ def _die_with_parent_preexec():
     # allocate or take locks that another parent thread may have held at fork time.
     prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
     parent_pid = os.getpid()
-    pr_set_pdeathsig = 1
 
     def preexec() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         # The parent may have died between fork() and prctl(); then no signal will come.
         if os.getppid() != parent_pid:
             os._exit(1)
@@ -526,6 +560,10 @@ def _last_lines(text: str, count: int) -> str:
     return "\n".join(text.splitlines()[-count:])
 
 
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m consumer.local_broker",
@@ -544,8 +582,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             print(ensure_jars())
             return 0
-        # SIGTERM (systemd, `docker stop`, CI cancellation) should stop the JVM cleanly too.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        # SIGTERM (CI cancellation, a supervisor) must stop the JVM as cleanly as Ctrl-C.
+        # SIGINT is set explicitly because a shell that starts us in the background hands
+        # it over ignored, and Python then never raises KeyboardInterrupt.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _raise_keyboard_interrupt)
         with LocalBroker(args.port, args.workdir, args.heap, inherit_console=True) as broker:
             print(f"bootstrap.servers={broker.bootstrap_servers}", flush=True)
             code = broker.wait()

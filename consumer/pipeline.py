@@ -24,7 +24,7 @@ from consumer.errors import (
 )
 from consumer.providers import PROVIDERS, Provider
 from consumer.records import Accepted, Ignored, Outcome, RawRecord, Rejected, header_lookup
-from consumer.schemas import RawSchema
+from consumer.schemas import RawSchema, json_type
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -121,5 +121,5 @@ def _parse_object(value: bytes) -> dict:
         # quotes no payload.
         raise InvalidJson(f"not UTF-8 JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise InvalidJson(f"JSON {type(body).__name__} where an object was expected")
+        raise InvalidJson(f"JSON {json_type(body)} where an object was expected")
     return body

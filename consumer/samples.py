@@ -98,7 +98,9 @@ def sample_webhooks(secrets: dict[str, str] = LOCAL_SECRETS) -> list[SampleWebho
         SampleWebhook(
             "Rivo redemption without its customer object",
             headless_body,
-            rivo.documented_headers(rivo_secret, headless_body),
+            rivo.wire_headers(
+                rivo_secret, headless_body, "points_redemption/created", "msg_1234570", 1771416000
+            ),
             "schema_violation",
         ),
         SampleWebhook("Truncated JSON", mage_body[:40], (), "invalid_json"),

@@ -68,18 +68,42 @@ class RawSchema:
         try:
             validate(payload, self._schema, raise_errors=True)
         except ValidationError as exc:
+            # fastavro reads a '-type' key as a record-type tag. For us it is just an
+            # unknown field, which must never reject: drop such keys and look again.
+            # Only failures pay for the walk.
+            cleaned = _without_type_tags(payload)
+            if cleaned != payload:
+                self.validate(cleaned)
+                return
             raise self._violation(exc) from exc
 
     def _violation(self, exc: ValidationError) -> SchemaViolation:
-        error = exc.errors[0]
-        type_name, _, field_name = (error.field or "").rpartition(".")
-        parent = self._path_of_type.get(type_name, "")
-        path = f"{parent}.{field_name}" if parent else field_name
-        if error.datum is None:
+        """One message for the deepest failing field, naming every type its union allows.
+        fastavro lists each union branch it tried, and an optional record fails both at
+        its own level ('reward: expected null') and at the field inside it."""
+        located = [(self._path(error.field), error) for error in exc.errors]
+        path = max((path for path, _ in located), key=lambda p: (p.count("."), len(p)))
+        errors = [error for error_path, error in located if error_path == path]
+        datum = errors[0].datum
+        if datum is None:
             message = f"{path}: required field is missing or null"
         else:
-            message = f"{path}: expected {_describe(error.schema)}, got {_json_type(error.datum)}"
+            expected = " or ".join(dict.fromkeys(_describe(e.schema) for e in errors))
+            message = f"{path}: expected {expected}, got {json_type(datum)}"
         return SchemaViolation(message, field=path or None)
+
+    def _path(self, fastavro_field: str | None) -> str:
+        type_name, _, field_name = (fastavro_field or "").rpartition(".")
+        parent = self._path_of_type.get(type_name, "")
+        return f"{parent}.{field_name}" if parent else field_name
+
+
+def _without_type_tags(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_type_tags(v) for k, v in value.items() if k != "-type"}
+    if isinstance(value, list):
+        return [_without_type_tags(item) for item in value]
+    return value
 
 
 def _record_paths(schema: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -107,8 +131,11 @@ def _describe(schema: Any) -> str:
     return str(schema)
 
 
-def _json_type(value: Any) -> str:
-    # Name the JSON type, never the value: messages end up in DLQ headers and logs.
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type. Messages name the type, never the value:
+    they end up in DLQ headers and logs."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -20,20 +20,31 @@ _SHOPIFY_CUSTOMER_GID = re.compile(r"gid://shopify/Customer/(\d+)")
 _TWO_PLACES = Decimal("0.01")
 # Avro long: a larger count would pass JSON parsing but fail to encode.
 _LONG_MAX = 2**63 - 1
+# Longer digit strings cannot be a long or a Shopify id; checked before int(), which
+# refuses strings over 4300 digits with a ValueError of its own.
+_MAX_DIGITS = 20
+# Amounts beyond 10^24 or finer than 10^-24 are not money but an attack or a bug:
+# '1e-999999999' is 12 bytes of JSON and a gigabyte of decimal string. (Within the
+# bound, quantizing to two places stays inside the decimal context's 28 digits.)
+_MAX_AMOUNT_EXPONENT = 24
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MILLISECOND = timedelta(milliseconds=1)
 
 
 def timestamp(value: Any, field: str) -> datetime:
-    """ISO 8601 to an aware UTC datetime. A timestamp without an offset is read as UTC:
-    both providers document UTC ('Z') timestamps."""
+    """ISO 8601 to an aware UTC datetime in whole milliseconds (what timestamp-millis
+    stores, so the record in hand equals the record a reader decodes). A timestamp
+    without an offset is read as UTC: both providers document UTC ('Z') timestamps."""
     if not isinstance(value, str):
         raise NormalizationError(f"{field}: expected an ISO 8601 timestamp", field)
     try:
         parsed = datetime.fromisoformat(value.strip())
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except ValueError:
         raise NormalizationError(f"{field}: not an ISO 8601 timestamp", field) from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise NormalizationError(f"{field}: outside the representable years", field) from None
+    return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
 
 
 def optional_timestamp(value: Any, field: str) -> datetime | None:
@@ -46,7 +57,11 @@ def count(value: Any, field: str) -> int:
     """A non-negative whole number, from an integer or an integer in a string."""
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+    elif (
+        isinstance(value, str)
+        and len(value.strip()) <= _MAX_DIGITS
+        and _INTEGER.fullmatch(value.strip())
+    ):
         number = int(value)
     else:
         raise NormalizationError(f"{field}: expected a whole number", field)
@@ -77,6 +92,12 @@ def decimal_string(value: Any, field: str) -> str | None:
         raise NormalizationError(f"{field}: not a finite amount", field)
     if amount < 0:
         raise NormalizationError(f"{field}: must not be negative", field)
+    if amount and (
+        amount.adjusted() > _MAX_AMOUNT_EXPONENT or amount.adjusted() < -_MAX_AMOUNT_EXPONENT
+    ):
+        raise NormalizationError(f"{field}: amount out of range", field)
+    if not amount:
+        amount = Decimal(0)  # '-0.0' and '0E+5' are zero too
     if amount.as_tuple().exponent > -2:
         amount = amount.quantize(_TWO_PLACES)
     return format(amount, "f")
@@ -91,7 +112,7 @@ def shopify_customer_id(value: Any, field: str) -> str:
         return str(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit() and text.isascii() and int(text) > 0:
+        if len(text) <= _MAX_DIGITS and text.isdigit() and text.isascii() and int(text) > 0:
             return str(int(text))
         gid = _SHOPIFY_CUSTOMER_GID.fullmatch(text)
         if gid:
@@ -123,4 +144,5 @@ def email(value: Any) -> tuple[str | None, str | None]:
 
 
 def epoch_millis(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    # Integer arithmetic: float seconds * 1000 is a millisecond short for some instants.
+    return (moment - _EPOCH) // _ONE_MILLISECOND

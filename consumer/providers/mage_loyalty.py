@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from consumer.errors import SignatureInvalid, SignatureMissing
+from consumer.errors import NormalizationError, SignatureInvalid, SignatureMissing
 from consumer.providers import fields
 from consumer.providers.base import CanonicalRecord, Headers, matches_any
 
@@ -85,7 +85,9 @@ class MageLoyalty:
         discount_code = fields.optional_text(data.get("discount_code"))
         shop = fields.optional_text(body.get("shop"))
         email, email_sha256 = fields.email(data.get("email"))
-        reward_name = data["reward_name"]
+        reward_name = fields.optional_text(data["reward_name"])
+        if reward_name is None:
+            raise NormalizationError("data.reward_name: blank", "data.reward_name")
         content_id = _content_id(shop, customer_id, occurred_at, points, reward_id, discount_code)
         return {
             "event_id": f"{self.name}:{content_id}",

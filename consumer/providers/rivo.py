@@ -94,8 +94,17 @@ class Rivo:
             )
         if documented is not None and _documented_matches(secrets, documented, raw_body):
             return
-        if standard is not None and _standard_matches(secrets, headers, standard, raw_body):
-            return
+        if standard is not None:
+            webhook_id = headers.get(STANDARD_ID_HEADER)
+            signed_at = headers.get(STANDARD_TIMESTAMP_HEADER)
+            if (webhook_id is None or signed_at is None) and documented is None:
+                raise SignatureMissing(
+                    "rivo-webhook-id and rivo-webhook-timestamp, part of the signed "
+                    "string, must both be present",
+                    STANDARD_ID_HEADER if webhook_id is None else STANDARD_TIMESTAMP_HEADER,
+                )
+            if _standard_matches(secrets, webhook_id, signed_at, standard, raw_body):
+                return
         raise SignatureInvalid(
             "no Rivo signature header matches the HMAC of the body",
             "Rivo-Signature" if documented is not None else "rivo-webhook-signature",
@@ -162,7 +171,7 @@ def wire_headers(
 ) -> list[tuple[str, bytes]]:
     """Headers as Rivo sends them on the wire (Standard Webhooks): for local runs and tests."""
     signed = f"{webhook_id}.{signed_at}.".encode() + body
-    digest = hmac.new(_standard_key(secret), signed, hashlib.sha256).digest()
+    digest = hmac.new(_standard_keys(secret)[-1], signed, hashlib.sha256).digest()
     return [
         ("content-type", b"application/json"),
         ("rivo-webhook-topic", topic.encode()),
@@ -191,16 +200,19 @@ def _documented_matches(secrets: tuple[str, ...], presented: str, raw_body: byte
 
 
 def _standard_matches(
-    secrets: tuple[str, ...], headers: Headers, presented: str, raw_body: bytes
+    secrets: tuple[str, ...],
+    webhook_id: str | None,
+    signed_at: str | None,
+    presented: str,
+    raw_body: bytes,
 ) -> bool:
-    webhook_id = headers.get(STANDARD_ID_HEADER)
-    signed_at = headers.get(STANDARD_TIMESTAMP_HEADER)
     if webhook_id is None or signed_at is None:
         return False
     signed = f"{webhook_id}.{signed_at}.".encode() + raw_body
     expected = [
-        base64.b64encode(hmac.new(_standard_key(secret), signed, hashlib.sha256).digest())
+        base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
         for secret in secrets
+        for key in _standard_keys(secret)
     ]
     # Space-separated "version,signature" pairs; only v1 (HMAC-SHA256) is defined.
     candidates = [
@@ -211,13 +223,22 @@ def _standard_matches(
     return matches_any(expected, candidates)
 
 
-def _standard_key(secret: str) -> bytes:
+def _standard_keys(secret: str) -> list[bytes]:
+    """HMAC keys a configured secret may stand for. Standard Webhooks secrets are
+    base64 ('whsec_' + base64 by convention, but the reference library decodes an
+    unprefixed secret too); a secret that is not base64 is used as written."""
     if secret.startswith(STANDARD_SECRET_PREFIX):
-        try:
-            return base64.b64decode(secret[len(STANDARD_SECRET_PREFIX) :])
-        except binascii.Error:
-            pass  # not base64 after all: use the secret as written
-    return secret.encode()
+        encoded = secret[len(STANDARD_SECRET_PREFIX) :]
+        keys = []
+    else:
+        encoded = secret
+        keys = [secret.encode()]
+    try:
+        keys.append(base64.b64decode(encoded, validate=True))
+    except binascii.Error:
+        if not keys:
+            keys.append(secret.encode())
+    return keys
 
 
 PROVIDER = Rivo()

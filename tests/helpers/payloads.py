@@ -1,0 +1,95 @@
+"""Seed payloads from tests/fixtures/<provider>/ and ways to re-serialise them."""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from consumer.records import RawRecord
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+MAGE_SEED_FILE = FIXTURES / "mage_loyalty" / "points_redeemed.json"
+RIVO_SEED_FILE = FIXTURES / "rivo" / "points_redemption_created.json"
+
+
+@cache
+def _seed_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def mage_seed_bytes() -> bytes:
+    """The Mage Loyalty seed exactly as stored (the provider's documented example)."""
+    return _seed_bytes(MAGE_SEED_FILE)
+
+
+def rivo_seed_bytes() -> bytes:
+    """The Rivo seed exactly as stored (the provider's documented example)."""
+    return _seed_bytes(RIVO_SEED_FILE)
+
+
+def mage_seed() -> dict[str, Any]:
+    """A fresh, mutable copy of the Mage Loyalty seed payload."""
+    return copy.deepcopy(json.loads(mage_seed_bytes()))
+
+
+def rivo_seed() -> dict[str, Any]:
+    """A fresh, mutable copy of the Rivo seed payload."""
+    return copy.deepcopy(json.loads(rivo_seed_bytes()))
+
+
+def dumps(payload: Any) -> bytes:
+    """Compact UTF-8 JSON, as most HTTP clients send it."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def dumps_differently(payload: Any) -> bytes:
+    """The same JSON value spelled another way: keys in reverse order at every level,
+    indented, with extra spaces. A redelivery may arrive like this."""
+
+    def reorder(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: reorder(value[key]) for key in reversed(list(value))}
+        if isinstance(value, list):
+            return [reorder(item) for item in value]
+        return value
+
+    return json.dumps(reorder(payload), indent=4, separators=(" ,  ", " :  ")).encode()
+
+
+def set_path(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """Set a dotted path ('data.points_redeemed') in place; returns the payload."""
+    *parents, last = path.split(".")
+    target = payload
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return payload
+
+
+def delete_path(payload: dict[str, Any], path: str) -> dict[str, Any]:
+    """Remove a dotted path in place; returns the payload."""
+    *parents, last = path.split(".")
+    target = payload
+    for key in parents:
+        target = target[key]
+    del target[last]
+    return payload
+
+
+def raw_record(
+    body: Any,
+    headers: Any = (),
+    *,
+    topic: str = "loyalty.webhooks.raw",
+    partition: int = 3,
+    offset: int = 42,
+) -> RawRecord:
+    """A RawRecord of the raw topic; `body` is a JSON value or the exact bytes."""
+    value = body if body is None or isinstance(body, bytes) else dumps(body)
+    return RawRecord(
+        value=value, headers=list(headers), topic=topic, partition=partition, offset=offset
+    )

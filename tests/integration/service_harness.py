@@ -1,0 +1,162 @@
+"""Drives the real service (Runner with real clients) against the test broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+
+from consumer.config import Settings
+from consumer.metrics import Metrics
+from consumer.records import HeaderList
+from consumer.runner import Runner
+from consumer.service import build_runner
+
+# Generous: a rebalance on a cold broker takes a few seconds; a hang shows as a failure.
+RUN_TIMEOUT_SECONDS = 90.0
+
+
+@dataclass
+class ServiceRun:
+    runner: Runner
+    metrics: Metrics
+    thread: threading.Thread
+    errors: list[BaseException] = field(default_factory=list)
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    def outcome_total(self, outcome: str) -> float:
+        return sum(
+            sample.value
+            for metric in self.metrics.registry.collect()
+            if metric.name == "loyalty_records_processed"
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels["outcome"] == outcome
+        )
+
+    def consumed(self) -> float:
+        return sum(
+            sample.value
+            for metric in self.metrics.registry.collect()
+            if metric.name == "loyalty_records_consumed"
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+
+    def stop(self, timeout: float = RUN_TIMEOUT_SECONDS) -> None:
+        self.runner.request_stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the service did not stop"
+        if self.errors:
+            raise self.errors[0]
+
+
+def start_service(settings: Settings) -> ServiceRun:
+    metrics = Metrics()
+    runner = build_runner(settings, metrics)
+    run = ServiceRun(runner=runner, metrics=metrics, thread=None)  # type: ignore[arg-type]
+
+    def target() -> None:
+        try:
+            runner.run()
+        except BaseException as exc:  # surfaced by stop()
+            run.errors.append(exc)
+
+    run.thread = threading.Thread(target=target, name="service", daemon=True)
+    run.thread.start()
+    return run
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = RUN_TIMEOUT_SECONDS):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def service_settings(bootstrap: str, raw: str, clean: str, dlq: str, group: str, **kw) -> Settings:
+    secrets = kw.pop("secrets", {})
+    return Settings(
+        bootstrap_servers=bootstrap,
+        raw_topic=raw,
+        clean_topic=clean,
+        dead_letter_topic=dlq,
+        group_id=group,
+        webhook_secrets=MappingProxyType({k: (v,) for k, v in secrets.items()}),
+        poll_timeout_seconds=0.2,
+        **kw,
+    )
+
+
+def produce_all(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, HeaderList]]
+) -> int:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    count = 0
+    for value, headers in records:
+        producer.produce(topic, value=value, headers=list(headers))
+        count += 1
+        if count % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0, "test input was not fully delivered"
+    return count
+
+
+def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[Message]:
+    """Every record of `topic` (at least `expected` of them) from the beginning."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{topic}-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for message in consumer.consume(500, 0.5):
+                assert message.error() is None, message.error()
+                messages.append(message)
+            if len(messages) >= expected and not consumer.consume(500, 1.0):
+                break
+    finally:
+        consumer.close()
+    return messages
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], 10)
+        return {tp.partition: tp.offset for tp in committed}
+    finally:
+        consumer.close()
+
+
+def everything_committed(bootstrap: str, group: str, topic: str, partitions: int) -> bool:
+    """True when the group's commit point is the end of every partition that has records
+    (a partition that never had one has no commit point, and needs none)."""
+    committed = committed_offsets(bootstrap, group, topic, partitions)
+    return all(
+        committed[p] == end for p, end in end_offsets(bootstrap, topic, partitions).items() if end
+    )
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "end-offsets"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()

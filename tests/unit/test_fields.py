@@ -1,0 +1,305 @@
+"""consumer.providers.fields: raw JSON values in, canonical values out."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumer.errors import NormalizationError
+from consumer.providers import fields
+
+LONG_MAX = 2**63 - 1
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# --- timestamp ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-02-18T12:00:00.000Z",
+        "2026-02-18T12:00:00Z",
+        "2026-02-18T12:00:00+00:00",
+        "2026-02-18T13:00:00+01:00",
+        "2026-02-18T06:30:00-05:30",
+        "2026-02-18 12:00:00Z",
+        "  2026-02-18T12:00:00.000Z  ",
+        "2026-02-18T12:00:00",  # no offset: read as UTC
+    ],
+)
+def test_timestamp_spellings_of_one_instant(text):
+    parsed = fields.timestamp(text, "timestamp")
+    assert parsed == datetime(2026, 2, 18, 12, 0, tzinfo=UTC)
+    assert parsed.utcoffset() == timedelta(0)
+
+
+def test_timestamp_keeps_milliseconds():
+    parsed = fields.timestamp("2025-04-25T15:08:36.223Z", "applied_at")
+    assert parsed == datetime(2025, 4, 25, 15, 8, 36, 223000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", ["yesterday", "", "2026-13-01T00:00:00Z", "12:00", "2026/02/18"])
+def test_timestamp_unparseable_names_the_field(value):
+    with pytest.raises(NormalizationError) as caught:
+        fields.timestamp(value, "applied_at")
+    assert caught.value.field == "applied_at"
+    assert caught.value.reason == "normalization_error"
+    assert caught.value.message.startswith("applied_at: ")
+    assert "ISO 8601" in caught.value.message
+
+
+@pytest.mark.parametrize("value", [None, 1771416000, 1.5, ["2026-02-18"], {"at": 1}])
+def test_timestamp_of_a_non_string_is_rejected(value):
+    with pytest.raises(NormalizationError) as caught:
+        fields.timestamp(value, "timestamp")
+    assert caught.value.field == "timestamp"
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_optional_timestamp_absent(value):
+    assert fields.optional_timestamp(value, "expires_at") is None
+
+
+def test_optional_timestamp_present():
+    assert fields.optional_timestamp("2025-05-25T15:08:36.223Z", "expires_at") == datetime(
+        2025, 5, 25, 15, 8, 36, 223000, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_timestamp_out_of_range_is_a_normalization_error(value):
+    with pytest.raises(NormalizationError):
+        fields.timestamp(value, "timestamp")
+
+
+# --- count ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0, 0), (500, 500), ("500", 500), (" 500 ", 500), ("+7", 7), (LONG_MAX, LONG_MAX)],
+)
+def test_count(value, expected):
+    assert fields.count(value, "points_amount") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (-1, "must not be negative"),
+        ("-5", "must not be negative"),
+        (LONG_MAX + 1, "too large"),
+        (str(LONG_MAX + 1), "too large"),
+        ("5.5", "whole number"),
+        (5.0, "whole number"),
+        ("five", "whole number"),
+        ("", "whole number"),
+        (True, "whole number"),
+        (None, "whole number"),
+    ],
+)
+def test_count_rejects(value, words):
+    with pytest.raises(NormalizationError) as caught:
+        fields.count(value, "data.points_redeemed")
+    assert caught.value.field == "data.points_redeemed"
+    assert caught.value.message.startswith("data.points_redeemed: ")
+    assert words in caught.value.message
+
+
+def test_count_of_a_huge_digit_string_is_a_normalization_error():
+    with pytest.raises(NormalizationError):
+        fields.count("9" * 5000, "points_amount")
+
+
+def test_optional_count():
+    assert fields.optional_count(None, "customer.points_tally") is None
+    assert fields.optional_count("27", "customer.points_tally") == 27
+
+
+# --- decimal_string -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0.0", "0.00"),
+        ("0", "0.00"),
+        (0, "0.00"),
+        (0.0, "0.00"),
+        ("25.5", "25.50"),
+        (25.5, "25.50"),
+        ("25.50", "25.50"),
+        ("10", "10.00"),
+        (10, "10.00"),
+        (0.1, "0.10"),  # through str(), not the float's binary expansion
+        ("25.505", "25.505"),  # extra places are kept, never rounded
+        ("0.001", "0.001"),
+        (" 3.5 ", "3.50"),
+        ("1E+2", "100.00"),
+        ("12345678901234567890.5", "12345678901234567890.50"),
+    ],
+)
+def test_decimal_string(value, expected):
+    assert fields.decimal_string(value, "credits_amount") == expected
+
+
+def test_decimal_string_of_null_is_null():
+    assert fields.decimal_string(None, "credits_amount") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("abc", "not a decimal amount"),
+        ("", "not a decimal amount"),
+        ("NaN", "not a finite amount"),
+        ("Infinity", "not a finite amount"),
+        ("-1.00", "must not be negative"),
+        (-0.5, "must not be negative"),
+        (True, "expected a decimal amount"),
+        ([1], "expected a decimal amount"),
+        ({"amount": 1}, "expected a decimal amount"),
+    ],
+)
+def test_decimal_string_rejects(value, words):
+    with pytest.raises(NormalizationError) as caught:
+        fields.decimal_string(value, "credits_amount")
+    assert caught.value.field == "credits_amount"
+    assert words in caught.value.message
+
+
+@given(
+    st.decimals(
+        min_value=0, max_value=Decimal("1e15"), allow_nan=False, allow_infinity=False, places=6
+    )
+)
+def test_decimal_string_preserves_the_amount(amount):
+    text = fields.decimal_string(str(amount), "credits_amount")
+    assert Decimal(text) == amount
+    whole, _, fraction = text.partition(".")
+    assert whole.isdigit()
+    assert len(fraction) >= 2
+    assert "e" not in text.lower()
+
+
+@pytest.mark.parametrize("value", ["1e30", 1e26, "1E+400"])
+def test_decimal_string_of_a_huge_amount_is_a_normalization_error(value):
+    with pytest.raises(NormalizationError):
+        fields.decimal_string(value, "credits_amount")
+
+
+def test_decimal_string_bounds_the_number_of_places():
+    with pytest.raises(NormalizationError):
+        fields.decimal_string("1e-1000000", "credits_amount")
+
+
+@pytest.mark.parametrize("value", ["-0.0", -0.0, "-0"])
+def test_decimal_string_of_negative_zero_is_canonical(value):
+    assert fields.decimal_string(value, "credits_amount") == "0.00"
+
+
+# --- shopify_customer_id --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("6789012345", "6789012345"),
+        (6789012345, "6789012345"),
+        (9876543210987, "9876543210987"),
+        # 2**53 + 1: a float would turn it into ...992.
+        (9007199254740993, "9007199254740993"),
+        ("9007199254740993", "9007199254740993"),
+        (LONG_MAX, str(LONG_MAX)),
+        (" 6789012345 ", "6789012345"),
+        ("gid://shopify/Customer/9876543210987", "9876543210987"),
+    ],
+)
+def test_shopify_customer_id(value, expected):
+    assert fields.shopify_customer_id(value, "customer.id") == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, -5, "0", "-5", "abc", "", "12a", "١٢٣", 1.0, True, None, [], "gid://shopify/Order/1"],
+)
+def test_shopify_customer_id_rejects(value):
+    with pytest.raises(NormalizationError) as caught:
+        fields.shopify_customer_id(value, "customer.id")
+    assert caught.value.field == "customer.id"
+    assert caught.value.message.startswith("customer.id: ")
+
+
+@given(st.integers(min_value=1, max_value=LONG_MAX))
+def test_shopify_customer_id_is_exact_for_every_long(number):
+    assert fields.shopify_customer_id(number, "customer.id") == str(number)
+    assert fields.shopify_customer_id(str(number), "customer.id") == str(number)
+
+
+def test_shopify_customer_id_of_a_huge_digit_string_is_a_normalization_error():
+    with pytest.raises(NormalizationError):
+        fields.shopify_customer_id("9" * 5000, "customer.id")
+
+
+# --- ids, text, email -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", None), ("  ", None), (789012, "789012"), (" clrew ", "clrew"), (0, "0")],
+)
+def test_optional_id(value, expected):
+    assert fields.optional_id(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", None), ("  ", None), (" x ", "x"), (5, None), (True, None)],
+)
+def test_optional_text(value, expected):
+    assert fields.optional_text(value) == expected
+
+
+def test_email_is_trimmed_lower_cased_and_hashed():
+    email, digest = fields.email("  Jane@Example.COM ")
+    assert email == "jane@example.com"
+    assert digest == hashlib.sha256(b"jane@example.com").hexdigest()
+    assert digest == "8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d"
+
+
+@pytest.mark.parametrize("value", [None, "", "   ", 5])
+def test_email_absent(value):
+    assert fields.email(value) == (None, None)
+
+
+# --- epoch_millis ---------------------------------------------------------------------
+
+
+@given(st.datetimes())
+def test_epoch_millis_of_whole_milliseconds(moment):
+    moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000, tzinfo=UTC)
+    assert fields.epoch_millis(moment) == (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def test_epoch_millis_ignores_the_offset_spelling():
+    utc = datetime(2026, 2, 18, 12, 0, tzinfo=UTC)
+    plus_one = datetime(2026, 2, 18, 13, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert fields.epoch_millis(utc) == fields.epoch_millis(plus_one) == 1771416000000
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(1970, 4, 9, 0, 0, 0, 347000, tzinfo=UTC),
+        datetime(2004, 7, 25, 11, 49, 27, 498000, tzinfo=UTC),
+        datetime(2107, 1, 1, 0, 0, 0, 4000, tzinfo=UTC),
+    ],
+)
+def test_epoch_millis_is_exact_outside_the_lucky_range(moment):
+    assert fields.epoch_millis(moment) == (moment - EPOCH) // timedelta(milliseconds=1)
