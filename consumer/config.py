@@ -51,6 +51,11 @@ class Settings:
     batch_size: int = 500
     poll_timeout_seconds: float = 1.0
     metrics_port: int = 9400
+    # /healthz fails when the loop has not polled for this long. A healthy loop polls
+    # every poll timeout; the longest legitimate pause is a flush on revocation (20 s).
+    liveness_timeout_seconds: float = 60.0
+    # librdkafka statistics feed the lag, round-trip and queue metrics and readiness.
+    statistics_interval_ms: int = 10_000
     log_level: str = "INFO"
     kafka_common: Mapping[str, str] = field(default_factory=dict, repr=False)
     kafka_consumer: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -83,6 +88,12 @@ class Settings:
                 env, "LOYALTY_POLL_TIMEOUT_SECONDS", defaults.poll_timeout_seconds
             ),
             metrics_port=_int(env, "LOYALTY_METRICS_PORT", defaults.metrics_port),
+            liveness_timeout_seconds=_float(
+                env, "LOYALTY_LIVENESS_TIMEOUT_SECONDS", defaults.liveness_timeout_seconds
+            ),
+            statistics_interval_ms=_positive_int(
+                env, "LOYALTY_STATISTICS_INTERVAL_MS", defaults.statistics_interval_ms
+            ),
             log_level=env.get("LOYALTY_LOG_LEVEL", defaults.log_level).upper(),
             kafka_common=_passthrough(
                 env, "KAFKA_", exclude=("KAFKA_CONSUMER_", "KAFKA_PRODUCER_")
@@ -107,6 +118,7 @@ class Settings:
             "auto.offset.reset": "earliest",
             # Incremental rebalances: a joining replica does not stop the others.
             "partition.assignment.strategy": "cooperative-sticky",
+            "statistics.interval.ms": self.statistics_interval_ms,
         }
         return self._with_overrides(config, self.kafka_consumer)
 
@@ -119,6 +131,7 @@ class Settings:
             # A few milliseconds of batching costs little latency and saves many requests.
             "linger.ms": 10,
             "compression.type": "lz4",
+            "statistics.interval.ms": self.statistics_interval_ms,
         }
         return self._with_overrides(config, self.kafka_producer)
 

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumer.config import Settings
+from consumer.metrics import Metrics
 from consumer.records import RawRecord
 from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_text
 
@@ -126,12 +127,20 @@ class OffsetTracker:
         return points
 
 
-def new_consumer(settings: Settings, extra: Mapping[str, Any] | None = None) -> Consumer:
-    return Consumer({**settings.consumer_config(), **(extra or {})}, logger=log)
+def new_consumer(settings: Settings, metrics: Metrics) -> Consumer:
+    return Consumer({**settings.consumer_config(), **_callbacks("consumer", metrics)}, logger=log)
 
 
-def new_producer(settings: Settings, extra: Mapping[str, Any] | None = None) -> Producer:
-    return Producer({**settings.producer_config(), **(extra or {})}, logger=log)
+def new_producer(settings: Settings, metrics: Metrics) -> Producer:
+    return Producer({**settings.producer_config(), **_callbacks("producer", metrics)}, logger=log)
+
+
+def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
+    def on_error(error: KafkaError) -> None:
+        metrics.client_errors.labels(client, error.name()).inc()
+        log.warning("kafka client error", extra={"client": client, "error": error.str()})
+
+    return {"stats_cb": metrics.kafka_stats.update, "error_cb": on_error}
 
 
 def ensure_topics(settings: Settings, names: Iterable[str], partitions: int = 3) -> None:

@@ -1,5 +1,6 @@
 """Every metric the service exposes, in one place, on a registry of its own (so tests
-can build as many services as they like in one process).
+can build as many services as they like in one process), and the HTTP endpoint that
+serves them with the health probes.
 
 Labels stay low-cardinality: provider and reason come from closed sets, and event types
 outside a provider's documented list are reported as 'other' (the header is free text
@@ -8,13 +9,36 @@ that any sender controls).
 
 from __future__ import annotations
 
+import logging
 import platform
+import threading
+from collections.abc import Callable, Iterator
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import confluent_kafka
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+import orjson
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    make_wsgi_app,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from consumer import __version__
 from consumer.providers import PROVIDERS
+
+log = logging.getLogger(__name__)
+
+# A `_created` series beside every counter and histogram doubles the exposition for
+# nothing Prometheus' rate() needs. (Process-wide: this module owns the process' metrics.)
+disable_created_metrics()
 
 KNOWN_EVENT_TYPES = frozenset(event for p in PROVIDERS for event in p.known_event_types)
 
@@ -72,8 +96,25 @@ class Metrics:
             ["error"],
             registry=r,
         )
+        self.produce_errors = Counter(
+            "loyalty_produce_errors_total",
+            "Records the producer refused outright (not queue-full, which waits).",
+            ["topic"],
+            registry=r,
+        )
+        self.client_errors = Counter(
+            "loyalty_kafka_client_errors_total",
+            "Errors librdkafka reported outside any one record (broker down, auth, ...).",
+            ["client", "error"],
+            registry=r,
+        )
         self.commit_errors = Counter(
             "loyalty_commit_errors_total", "Failed offset commits.", registry=r
+        )
+        self.last_poll = Gauge(
+            "loyalty_last_poll_timestamp_seconds",
+            "Unix time the loop last returned from polling the consumer.",
+            registry=r,
         )
         self.batch_seconds = Histogram(
             "loyalty_batch_processing_seconds",
@@ -104,6 +145,8 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.kafka_stats = KafkaClientStats()
+        r.register(self.kafka_stats)
         self.build = Info("loyalty_build", "Version of the service and its runtime.", registry=r)
         self.build.info(
             {
@@ -113,3 +156,124 @@ class Metrics:
                 "librdkafka": confluent_kafka.libversion()[0],
             }
         )
+
+
+class KafkaClientStats(Collector):
+    """Metrics from librdkafka's statistics (statistics.interval.ms), rendered from the
+    latest snapshot of each client at scrape time rather than copied into gauges on
+    every callback."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, dict[str, Any]] = {}
+
+    def update(self, stats_json: str) -> None:
+        """The clients' stats_cb. Runs on the loop's thread, inside poll()."""
+        stats = orjson.loads(stats_json)
+        self._latest[stats["type"]] = stats  # one assignment: safe for the scrape thread
+
+    def brokers_up(self, client_type: str = "consumer") -> int | None:
+        """Brokers in state UP in the client's latest snapshot; None before the first."""
+        stats = self._latest.get(client_type)
+        if stats is None:
+            return None
+        return sum(
+            1
+            for broker in stats["brokers"].values()
+            if _is_cluster_broker(broker) and broker["state"] == "UP"
+        )
+
+    def collect(self) -> Iterator[Any]:
+        lag = GaugeMetricFamily(
+            "loyalty_consumer_lag_records",
+            "Records between the group's committed offset and the end of each assigned "
+            "partition (the whole partition before the first commit).",
+            labels=["topic", "partition"],
+        )
+        committed = GaugeMetricFamily(
+            "loyalty_committed_offset",
+            "The group's committed offset per assigned partition.",
+            labels=["topic", "partition"],
+        )
+        rtt = GaugeMetricFamily(
+            "loyalty_kafka_broker_rtt_seconds",
+            "Mean request round-trip time to each broker over the last statistics window.",
+            labels=["client", "broker"],
+        )
+        queue = GaugeMetricFamily(
+            "loyalty_producer_queue_messages",
+            "Records waiting in the producer's queue for transmission or acknowledgement.",
+        )
+        tx_errors = CounterMetricFamily(
+            "loyalty_kafka_transmit_errors",
+            "Request transmission errors, summed over brokers.",
+            labels=["client"],
+        )
+        rx_errors = CounterMetricFamily(
+            "loyalty_kafka_receive_errors",
+            "Response receive errors, summed over brokers.",
+            labels=["client"],
+        )
+        for client, stats in self._latest.items():
+            brokers = [b for b in stats["brokers"].values() if _is_cluster_broker(b)]
+            for broker in brokers:
+                if broker["rtt"]["cnt"]:
+                    rtt.add_metric([client, broker["name"]], broker["rtt"]["avg"] / 1e6)
+            tx_errors.add_metric([client], sum(b["txerrs"] for b in brokers))
+            rx_errors.add_metric([client], sum(b["rxerrs"] for b in brokers))
+            if client == "producer":
+                queue.add_metric([], stats["msg_cnt"])
+            if client == "consumer":
+                for topic, topic_stats in stats["topics"].items():
+                    for partition, p in topic_stats["partitions"].items():
+                        if partition == "-1" or p["fetch_state"] == "none" or p["hi_offset"] < 0:
+                            continue
+                        start = (
+                            p["committed_offset"]
+                            if p["committed_offset"] >= 0
+                            else (max(p["lo_offset"], 0))
+                        )
+                        lag.add_metric([topic, partition], max(p["hi_offset"] - start, 0))
+                        if p["committed_offset"] >= 0:
+                            committed.add_metric([topic, partition], p["committed_offset"])
+        yield from (lag, committed, rtt, queue, tx_errors, rx_errors)
+
+
+def _is_cluster_broker(broker: dict[str, Any]) -> bool:
+    # Bootstrap and internal pseudo-brokers have node id -1.
+    return broker.get("nodeid", -1) >= 0
+
+
+ProbeCheck = Callable[[], tuple[bool, str]]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a scrape every few seconds is not news
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def serve_http(
+    metrics: Metrics, port: int, live: ProbeCheck, ready: ProbeCheck, host: str = "0.0.0.0"
+) -> WSGIServer:
+    """/metrics (any other path too, as prometheus_client does), /healthz and /readyz,
+    served from a daemon thread. Port 0 picks a free port (server.server_port)."""
+    metrics_app = make_wsgi_app(metrics.registry)
+
+    def app(environ: dict[str, Any], start_response: Callable) -> list[bytes]:
+        path = environ.get("PATH_INFO", "")
+        check = {"/healthz": live, "/readyz": ready}.get(path)
+        if check is None:
+            return metrics_app(environ, start_response)
+        ok, detail = check()
+        status = "200 OK" if ok else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"{'ok' if ok else 'not ok'}: {detail}\n".encode()]
+
+    server = make_server(host, port, app, _ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
+    log.info("serving metrics and probes", extra={"port": server.server_port})
+    return server

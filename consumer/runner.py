@@ -90,6 +90,7 @@ class Runner:
                     self._settings.batch_size, self._settings.poll_timeout_seconds
                 )
                 self.last_poll_monotonic = time.monotonic()
+                self._metrics.last_poll.set(time.time())
                 if batch:
                     self._process_batch(batch)
         finally:
@@ -133,8 +134,7 @@ class Runner:
 
     def _produce_clean(self, raw: RawRecord, accepted: Accepted) -> None:
         occurred_at = accepted.record["occurred_at"].timestamp()
-        produce(
-            self._producer,
+        self._produce(
             self._settings.clean_topic,
             key=accepted.key,
             value=self._encode(accepted.record),
@@ -161,8 +161,7 @@ class Runner:
             },
         )
         failed_at = datetime.fromtimestamp(self._clock(), UTC)
-        produce(
-            self._producer,
+        self._produce(
             self._settings.dead_letter_topic,
             key=raw.key,
             value=raw.value,
@@ -171,6 +170,15 @@ class Runner:
                 self._delivered, raw, partial(self._dead_letter_acked, rejected.reason)
             ),
         )
+
+    def _produce(self, topic: str, **message: Any) -> None:
+        try:
+            produce(self._producer, topic, **message)
+        except KafkaException as exc:
+            # Refused outright (e.g. over message.max.bytes): not something a retry or a
+            # dead letter fixes. Stop before committing past it.
+            self._metrics.produce_errors.labels(topic).inc()
+            raise KafkaFailure(f"producing to {topic} failed: {exc}") from exc
 
     def _delivered(
         self, raw: RawRecord, on_ack: Callable[[], None], error: KafkaError | None, message: Any

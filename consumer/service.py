@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-
-from prometheus_client import start_http_server
+import time
 
 from consumer.config import Settings
 from consumer.kafka_io import clean_record_encoder, new_consumer, new_producer
-from consumer.metrics import Metrics
+from consumer.metrics import Metrics, serve_http
 from consumer.pipeline import Pipeline
 from consumer.runner import Runner, install_signal_handlers
 
@@ -19,17 +18,39 @@ def build_runner(settings: Settings, metrics: Metrics) -> Runner:
     return Runner(
         settings=settings,
         pipeline=Pipeline.from_settings(settings),
-        consumer=new_consumer(settings),
-        producer=new_producer(settings),
+        consumer=new_consumer(settings, metrics),
+        producer=new_producer(settings, metrics),
         encoder=clean_record_encoder(settings),
         metrics=metrics,
     )
 
 
-def run_service(settings: Settings) -> None:
+def probes(settings: Settings, runner: Runner, metrics: Metrics):
+    """(live, ready) checks for /healthz and /readyz; each returns (ok, detail)."""
+
+    def live() -> tuple[bool, str]:
+        idle = time.monotonic() - runner.last_poll_monotonic
+        return idle < settings.liveness_timeout_seconds, f"last poll {idle:.1f}s ago"
+
+    def ready() -> tuple[bool, str]:
+        brokers_up = metrics.kafka_stats.brokers_up()
+        if not brokers_up:
+            return False, "no broker reachable (per the latest client statistics)"
+        if runner.assigned_partitions == 0:
+            return False, "no partition assigned"
+        return True, f"{runner.assigned_partitions} partitions, {brokers_up} brokers up"
+
+    return live, ready
+
+
+def run_service(settings: Settings, metrics: Metrics | None = None) -> None:
     log.info("starting", extra={"settings": settings.describe()})
-    metrics = Metrics()
+    metrics = metrics or Metrics()
     runner = build_runner(settings, metrics)
-    start_http_server(settings.metrics_port, registry=metrics.registry)
+    live, ready = probes(settings, runner, metrics)
+    server = serve_http(metrics, settings.metrics_port, live, ready)
     install_signal_handlers(runner)
-    runner.run()
+    try:
+        runner.run()
+    finally:
+        server.shutdown()

@@ -11,10 +11,10 @@ from types import MappingProxyType
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from consumer.config import Settings
-from consumer.metrics import Metrics
+from consumer.metrics import Metrics, serve_http
 from consumer.records import HeaderList
 from consumer.runner import Runner
-from consumer.service import build_runner
+from consumer.service import build_runner, probes
 
 # Generous: a rebalance on a cold broker takes a few seconds; a hang shows as a failure.
 RUN_TIMEOUT_SECONDS = 90.0
@@ -26,6 +26,8 @@ class ServiceRun:
     metrics: Metrics
     thread: threading.Thread
     errors: list[BaseException] = field(default_factory=list)
+    http_port: int | None = None
+    _server: object | None = None
 
     def value(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
@@ -51,15 +53,23 @@ class ServiceRun:
     def stop(self, timeout: float = RUN_TIMEOUT_SECONDS) -> None:
         self.runner.request_stop()
         self.thread.join(timeout)
+        if self._server is not None:
+            self._server.shutdown()
         assert not self.thread.is_alive(), "the service did not stop"
         if self.errors:
             raise self.errors[0]
 
 
-def start_service(settings: Settings) -> ServiceRun:
+def start_service(settings: Settings, serve: bool = False) -> ServiceRun:
+    """The service's runner on a thread; with `serve`, also its metrics and probes on a
+    free port (`http_port`), exactly as `loyalty-consumer run` serves them."""
     metrics = Metrics()
     runner = build_runner(settings, metrics)
     run = ServiceRun(runner=runner, metrics=metrics, thread=None)  # type: ignore[arg-type]
+    if serve:
+        live, ready = probes(settings, runner, metrics)
+        run._server = serve_http(metrics, 0, live, ready, host="127.0.0.1")
+        run.http_port = run._server.server_port
 
     def target() -> None:
         try:
