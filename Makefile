@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # Re-install whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install broker-jars lint test unit integration run clean
+.PHONY: install broker-jars prometheus lint rules test unit integration run clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,17 +21,25 @@ install: $(INSTALLED)
 broker-jars: install
 	$(BIN)/python -m consumer.local_broker fetch
 
+# Prometheus and promtool (Debian's package) for the rule checks and the scrape test.
+prometheus:
+	bash deploy/prometheus/ensure-prometheus.sh
+
+# promtool check config / check rules / test rules, and the dashboard parses.
+rules: prometheus
+	bash deploy/prometheus/check.sh
+
 lint: install
 	$(BIN)/ruff check consumer tests
 	$(BIN)/ruff format --check consumer tests
 
-test: install broker-jars lint
+test: install broker-jars prometheus lint rules
 	$(BIN)/pytest
 
 unit: install
 	$(BIN)/pytest tests/unit
 
-integration: install broker-jars
+integration: install broker-jars prometheus
 	$(BIN)/pytest tests/integration
 
 run: install broker-jars
