@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # Re-install whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install broker-jars prometheus lint rules test unit integration run clean
+.PHONY: install broker-jars prometheus lint rules test unit integration run bench-pipeline clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ integration: install broker-jars prometheus
 
 run: install broker-jars
 	$(BIN)/loyalty-consumer local
+
+# Pipeline cost per record and provider, without Kafka.
+bench-pipeline: install
+	$(BIN)/python -m tests.benchmarks.pipeline_cost
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -14,7 +14,7 @@ import threading
 import uuid
 from types import MappingProxyType
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from consumer.config import Settings
 from consumer.kafka_io import ensure_topics
@@ -41,9 +41,12 @@ def run_local(settings: Settings, feed_samples: bool = True) -> None:
     try:
         topics = (settings.raw_topic, settings.clean_topic, settings.dead_letter_topic)
         ensure_topics(settings, topics)
+        # The tail starts where the output topics end now, so it shows what this run
+        # produces, and all of it, however soon the service gets to it.
+        start = _end_offsets(settings, (settings.clean_topic, settings.dead_letter_topic))
         if feed_samples:
             _feed(settings)
-        tail = threading.Thread(target=_tail, args=(settings, stop_tail), daemon=True)
+        tail = threading.Thread(target=_tail, args=(settings, start, stop_tail), daemon=True)
         tail.start()
         print("consuming; Ctrl-C to stop", flush=True)
         run_service(settings)
@@ -54,7 +57,7 @@ def run_local(settings: Settings, feed_samples: bool = True) -> None:
 
 
 def _feed(settings: Settings) -> None:
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, **settings.kafka_common})
     samples = sample_webhooks()
     for sample in samples:
         producer.produce(settings.raw_topic, value=sample.value, headers=list(sample.headers))
@@ -62,17 +65,36 @@ def _feed(settings: Settings) -> None:
     producer.flush(30)
 
 
-def _tail(settings: Settings, stop: threading.Event) -> None:
-    reader = RedemptionReader(settings.schema_registry_url, settings.clean_topic)
-    consumer = Consumer(
+def _end_offsets(settings: Settings, topics: tuple[str, ...]) -> list[TopicPartition]:
+    consumer = _tail_consumer(settings)
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        positions = []
+        for topic in topics:
+            for partition in metadata.topics[topic].partitions:
+                tp = TopicPartition(topic, partition)
+                tp.offset = consumer.get_watermark_offsets(tp, timeout=10)[1]
+                positions.append(tp)
+        return positions
+    finally:
+        consumer.close()
+
+
+def _tail_consumer(settings: Settings) -> Consumer:
+    return Consumer(
         {
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": f"loyalty-local-tail-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "latest",
             "enable.auto.commit": False,
+            **settings.kafka_common,
         }
     )
-    consumer.subscribe([settings.clean_topic, settings.dead_letter_topic])
+
+
+def _tail(settings: Settings, start: list[TopicPartition], stop: threading.Event) -> None:
+    reader = RedemptionReader(settings.schema_registry_url, settings.clean_topic)
+    consumer = _tail_consumer(settings)
+    consumer.assign(start)
     try:
         while not stop.is_set():
             message = consumer.poll(0.5)

@@ -65,8 +65,15 @@ class RawSchema:
         self._path_of_type = dict(_record_paths(self._schema, ""))
 
     def validate(self, payload: Mapping[str, Any]) -> None:
+        # The boolean check first: with raise_errors=True fastavro builds (and encodes
+        # to JSON) an exception for every union branch it tries, even on valid data,
+        # which made validation most of a record's cost. Errors are asked for only once
+        # the payload is known to be invalid.
+        if validate(payload, self._schema, raise_errors=False):
+            return
         try:
             validate(payload, self._schema, raise_errors=True)
+            return  # unreachable: the boolean check said invalid
         except ValidationError as exc:
             # fastavro reads a '-type' key as a record-type tag. For us it is just an
             # unknown field, which must never reject: drop such keys and look again.

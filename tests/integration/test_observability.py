@@ -156,7 +156,5 @@ def _exposed_metrics(text: str) -> dict[str, tuple[str, frozenset[str] | None]]:
 
 def _readme_metrics() -> dict[str, tuple[str, frozenset[str]]]:
     """The README's metrics table: | `name` | type | `label`, ... | meaning |"""
-    rows = re.findall(
-        r"^\| `(loyalty_\w+)` \| (\w+) \|([^|]*)\|", README.read_text(), re.MULTILINE
-    )
+    rows = re.findall(r"^\| `(loyalty_\w+)` \| (\w+) \|([^|]*)\|", README.read_text(), re.MULTILINE)
     return {name: (kind, frozenset(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
