@@ -254,9 +254,9 @@ class LocalBroker:
         libs = ensure_jars()
         java = _find_java()
         if self.port is None:
-            self.port, self.controller_port = _free_ports(2)
+            self.port, self.controller_port = free_ports(2)
         else:
-            (self.controller_port,) = _free_ports(1)
+            (self.controller_port,) = free_ports(1)
 
         if self._requested_workdir is not None:
             self._workdir = self._requested_workdir.resolve()
@@ -305,7 +305,7 @@ class LocalBroker:
                     # Own session: a Ctrl-C in the terminal reaches Python only, so stop()
                     # decides the shutdown order instead of the JVM racing pytest's teardown.
                     start_new_session=True,
-                    preexec_fn=_die_with_parent_preexec(),
+                    preexec_fn=die_with_parent_preexec(),
                 )
             atexit.register(self.stop)
             self._wait_until_ready(started + timeout)
@@ -483,7 +483,7 @@ def _find_java() -> str:
     return java
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     # All sockets are held open together so the ports are distinct. Another process can
     # still take one before the JVM binds it; start() then fails with the bind error.
     with contextlib.ExitStack() as stack:
@@ -521,8 +521,9 @@ def _new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-def _die_with_parent_preexec() -> Callable[[], None] | None:
-    """A preexec_fn that makes the kernel SIGKILL the JVM when this process dies.
+def die_with_parent_preexec() -> Callable[[], None] | None:
+    """A preexec_fn that makes the kernel SIGKILL the child when this process dies.
+    (Also used by the tests for the schema registry and Prometheus they start.)
 
     atexit and context managers do not run on SIGKILL, an OOM kill or a crash of the Python
     process, and an orphaned broker would keep its ports and temp dir forever. Linux's

@@ -4,7 +4,6 @@ deploy/prometheus/ensure-prometheus.sh (which `make test` runs)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from consumer.local_broker import die_with_parent_preexec, free_ports
 
 # Readiness of a fresh Prometheus with an empty TSDB takes about a second.
 START_TIMEOUT_SECONDS = 60.0
@@ -25,7 +26,7 @@ class PrometheusServer:
         self.scrape_interval = scrape_interval
         self._process: subprocess.Popen | None = None
         self._workdir = Path(tempfile.mkdtemp(prefix="loyalty-prometheus-"))
-        self.port = _free_port()
+        self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> PrometheusServer:
@@ -54,6 +55,7 @@ class PrometheusServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent_preexec(),
         )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not self._ready():
@@ -97,9 +99,3 @@ class PrometheusServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

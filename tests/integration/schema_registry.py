@@ -16,20 +16,18 @@ into a cache directory outside the repository; see that directory's README.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+from consumer.local_broker import die_with_parent_preexec, free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / "deploy" / "schema-registry" / "pom.xml"
@@ -42,8 +40,6 @@ DEFAULT_CACHE_BASE = Path.home() / ".cache" / "loyalty-consumer"
 COMPLETE_MARKER = ".complete"
 
 CCOMPAT_PATH = "/apis/ccompat/v7"
-
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def registry_version(pom: Path = POM) -> str:
@@ -118,32 +114,6 @@ def ensure_registry_jars() -> Path:
     return target
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """``preexec_fn``: runs in the child between fork and exec.
-
-    ``stop()`` and context-manager exit cover normal runs, but if the test
-    process is killed (SIGKILL, OOM killer, a CI timeout) no Python code runs
-    and the JVM would be orphaned, keeping its port and ~250 MB of memory.
-    PR_SET_PDEATHSIG asks the kernel to SIGKILL the child when its parent dies;
-    the setting survives exec, so it applies to the JVM itself. (The kernel
-    tracks the forking *thread*: start the registry from a thread that lives
-    as long as the registry, e.g. the main thread.)
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        os._exit(127)
-    # The parent may have died before prctl took effect; then nobody would
-    # ever send the signal, so stop right away.
-    if os.getppid() != parent_pid:
-        os._exit(127)
-
-
 class LocalSchemaRegistry:
     """Apicurio Registry in a child JVM, in-memory storage, bound to 127.0.0.1.
 
@@ -152,7 +122,7 @@ class LocalSchemaRegistry:
     """
 
     def __init__(self, port: int | None = None, heap: str = "256m") -> None:
-        self.port = port or _free_port()
+        self.port = port or free_ports(1)[0]
         self.heap = heap
         self.url = f"http://127.0.0.1:{self.port}{CCOMPAT_PATH}"
         self.log_path: Path | None = None
@@ -200,10 +170,7 @@ class LocalSchemaRegistry:
         fd, name = tempfile.mkstemp(prefix=f"schema-registry-{self.port}-", suffix=".log")
         self.log_path = Path(name)
         self._log = os.fdopen(fd, "wb")
-        preexec = None
-        if sys.platform.startswith("linux"):
-            parent = os.getpid()
-            preexec = lambda: _die_with_parent(parent)  # noqa: E731
+        preexec = die_with_parent_preexec()
         self._proc = subprocess.Popen(
             self._command(jar),
             cwd=directory,

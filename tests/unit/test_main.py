@@ -1,0 +1,95 @@
+"""`loyalty-consumer normalize`: the contract's offline command."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import orjson
+import pytest
+
+from consumer.__main__ import main
+from consumer.samples import MAGE_SEED, RIVO_SEED
+
+
+def run(capsysbinary, *args: str, stdin: bytes | None = None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    status = main(["normalize", *args])
+    out = capsysbinary.readouterr().out
+    return status, [orjson.loads(line) for line in out.splitlines()]
+
+
+def test_seed_payloads_print_their_canonical_records(capsysbinary):
+    status, lines = run(capsysbinary, str(MAGE_SEED), str(RIVO_SEED))
+    assert status == 0
+    assert [line["outcome"] for line in lines] == ["accepted", "accepted"]
+    mage, rivo = lines[0]["record"], lines[1]["record"]
+    assert mage["provider"] == "mage_loyalty"
+    assert mage["occurred_at"] == "2026-02-18T12:00:00.000Z"
+    assert mage["source"] == "points"
+    assert mage["metadata"]["source_topic"] == str(MAGE_SEED)
+    assert mage["metadata"]["source_partition"] == -1
+    assert mage["metadata"]["signature_verified"] is None
+    assert rivo["event_id"] == "rivo:1234567"
+    assert rivo["reward"]["type"] == "fixed_amount"
+    assert rivo["reward"]["expires_at"] == "2025-05-25T15:08:36.223Z"
+    assert rivo["customer"]["shopify_customer_id"] == "9876543210987"
+
+
+def test_any_rejection_exits_1_and_says_why(capsysbinary, tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_bytes(b'{"event": "points.redeemed", "data": {}}')
+    status, lines = run(capsysbinary, str(MAGE_SEED), str(broken))
+    assert status == 1
+    assert lines[0]["outcome"] == "accepted"
+    assert lines[1] == {
+        "outcome": "rejected",
+        "reason": "schema_violation",
+        "message": lines[1]["message"],
+        "field": lines[1]["field"],
+    }
+    assert lines[1]["field"] in ("timestamp", "data.shopify_customer_id")
+
+
+def test_ignored_exits_0(capsysbinary, tmp_path):
+    earned = tmp_path / "earned.json"
+    earned.write_bytes(MAGE_SEED.read_bytes().replace(b"points.redeemed", b"points.earned"))
+    status, lines = run(capsysbinary, str(earned))
+    assert status == 0
+    assert lines == [
+        {
+            "outcome": "ignored",
+            "reason": "not_a_redemption",
+            "message": "mage_loyalty event points.earned is not a redemption",
+            "field": None,
+        }
+    ]
+
+
+def test_headers_apply_to_every_input_and_stdin_is_read(capsysbinary, monkeypatch):
+    status, lines = run(
+        capsysbinary,
+        "--header",
+        "rivo-webhook-topic=notification/reward_expiry_last_chance",
+        stdin=RIVO_SEED.read_bytes(),
+        monkeypatch=monkeypatch,
+    )
+    assert status == 0
+    assert lines[0]["outcome"] == "ignored"
+
+
+def test_signature_checks_apply_when_a_secret_is_set(capsysbinary, monkeypatch):
+    monkeypatch.setenv("RIVO_WEBHOOK_SECRET", "s3cret")
+    status, lines = run(capsysbinary, str(RIVO_SEED))
+    assert status == 1
+    assert lines[0]["reason"] == "signature_missing"
+
+
+@pytest.mark.parametrize(
+    "args", [["--header", "no-equals-sign"], ["/no/such/file.json"], ["--bogus"]]
+)
+def test_usage_errors_exit_2(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["normalize", *args])
+    assert exit_info.value.code == 2
