@@ -103,7 +103,7 @@ def test_every_sample_ends_where_the_contract_says(kafka_bootstrap_servers, new_
     assert service.value("loyalty_dead_letter_records_total", reason="invalid_json") == 1
 
 
-def _rivo_redemptions(count: int, first_id: int = 5_000_000):
+def rivo_redemptions(count: int, first_id: int = 5_000_000):
     """`count` distinct, validly signed Rivo redemptions."""
     template = orjson.loads(RIVO_SEED.read_bytes())
     for n in range(count):
@@ -118,7 +118,7 @@ def test_a_consumer_stopped_mid_stream_and_restarted_loses_nothing(
 ):
     raw, clean, dlq = _topics(new_topic)
     total = 3000
-    produce_all(kafka_bootstrap_servers, raw, _rivo_redemptions(total))
+    produce_all(kafka_bootstrap_servers, raw, rivo_redemptions(total))
     settings = service_settings(
         kafka_bootstrap_servers, raw, clean, dlq, group_id, secrets=LOCAL_SECRETS, batch_size=100
     )
