@@ -16,7 +16,7 @@ from consumer import __version__, logs
 from consumer.config import Settings
 from consumer.errors import ConfigError, LoyaltyConsumerError
 from consumer.pipeline import Pipeline
-from consumer.records import Accepted, Ignored, RawRecord
+from consumer.records import Accepted, Ignored, RawRecord, iso_utc
 
 log = logging.getLogger("consumer")
 
@@ -65,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except LoyaltyConsumerError as exc:
         log.error("service stopped", extra={"error": str(exc)})
+        return 1
+    except Exception:
+        # A bug: stop loudly, but through the JSON formatter (and its masking).
+        log.exception("service crashed")
         return 1
     return EXIT_OK
 
@@ -115,7 +119,7 @@ def _normalize(files: list[str], header_args: list[str], parser: argparse.Argume
 def _jsonable(value: Any) -> Any:
     """Timestamps as ISO-8601 UTC strings with milliseconds; the rest as it is."""
     if isinstance(value, datetime):
-        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_utc(value)
     if isinstance(value, dict):
         return {key: _jsonable(item) for key, item in value.items()}
     return value

@@ -23,11 +23,19 @@ ONE_MEBIBYTE = 1024 * 1024
 
 # Only property values whose name says they are secret are masked when settings are
 # shown; everything else is useful to see in a start-up log line.
-_SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "user.info")
-# Kubernetes injects KAFKA_PORT, KAFKA_SERVICE_HOST, KAFKA_PORT_9092_TCP_ADDR, ... for a
-# Service named 'kafka'. They are not librdkafka properties, and librdkafka refuses to
-# start on an unknown one.
-_SERVICE_LINK_VARIABLE = re.compile(r"KAFKA_(SERVICE_[A-Z0-9_]+|PORT(_[A-Z0-9_]+)?)")
+_SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "user.info", "oauthbearer")
+# Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT, <SERVICE>_PORT_9092_TCP_ADDR,
+# ... for every Service in the namespace; those of 'kafka', 'kafka-ui', ... start with
+# KAFKA_. They are not librdkafka properties, and librdkafka refuses to start on an
+# unknown one. (The manifests also set enableServiceLinks: false.)
+_SERVICE_LINK_VARIABLE = re.compile(
+    r"KAFKA_(\w+_)?(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?)"
+)
+# The at-least-once guarantee rests on these: offsets are stored by the runner only
+# once acknowledged, and librdkafka commits what is stored. Not overridable.
+_PINNED_CONSUMER_PROPERTIES = {"enable.auto.offset.store": False, "enable.auto.commit": True}
+# Room for the dead-letter headers on top of a value at the payload limit.
+_HEADER_ROOM_BYTES = 64 * 1024
 _URL_USERINFO = re.compile(r"(?<=://)[^/@]+@")
 
 
@@ -96,14 +104,13 @@ class Settings:
             ),
             log_level=env.get("LOYALTY_LOG_LEVEL", defaults.log_level).upper(),
             kafka_common=_passthrough(
-                env, "KAFKA_", exclude=("KAFKA_CONSUMER_", "KAFKA_PRODUCER_")
+                env,
+                "KAFKA_",
+                exclude=("KAFKA_CONSUMER_", "KAFKA_PRODUCER_", "KAFKA_BOOTSTRAP_SERVERS"),
             ),
             kafka_consumer=_passthrough(env, "KAFKA_CONSUMER_"),
             kafka_producer=_passthrough(env, "KAFKA_PRODUCER_"),
         )
-
-    def secrets_for(self, provider: str) -> tuple[str, ...]:
-        return self.webhook_secrets.get(provider, ())
 
     def consumer_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -111,8 +118,7 @@ class Settings:
             # Offsets are stored by the runner once a record's output is acknowledged;
             # librdkafka then commits the stored offsets in the background. Storing on
             # consume (the default) would commit records whose output may still be lost.
-            "enable.auto.offset.store": False,
-            "enable.auto.commit": True,
+            **_PINNED_CONSUMER_PROPERTIES,
             # A new group starts from the oldest webhook kept: skipping to the end would
             # silently lose redemptions that arrived before the first deployment.
             "auto.offset.reset": "earliest",
@@ -120,7 +126,14 @@ class Settings:
             "partition.assignment.strategy": "cooperative-sticky",
             "statistics.interval.ms": self.statistics_interval_ms,
         }
-        return self._with_overrides(config, self.kafka_consumer)
+        config = self._with_overrides(config, self.kafka_consumer)
+        for name, required in _PINNED_CONSUMER_PROPERTIES.items():
+            if str(config[name]).lower() != str(required).lower():
+                raise ConfigError(
+                    f"{name} must stay {str(required).lower()}: offsets are committed only "
+                    "once the output is acknowledged"
+                )
+        return config
 
     def producer_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -132,6 +145,10 @@ class Settings:
             "linger.ms": 10,
             "compression.type": "lz4",
             "statistics.interval.ms": self.statistics_interval_ms,
+            # librdkafka's default (1,000,000) is below the default payload limit, so a
+            # rejected record at the limit could not even be offered to the dead-letter
+            # topic. The topic's own limit still applies (see dead-letter headers).
+            "message.max.bytes": max(1_000_000, self.max_payload_bytes + _HEADER_ROOM_BYTES),
         }
         return self._with_overrides(config, self.kafka_producer)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from consumer.records import HeaderList, RawRecord, Rejected
+from consumer.records import HeaderList, RawRecord, Rejected, iso_utc
 
 CONNECT_TOPIC = "__connect.errors.topic"
 CONNECT_PARTITION = "__connect.errors.partition"
@@ -21,6 +21,9 @@ PROVIDER = "loyalty.error.provider"
 EVENT_TYPE = "loyalty.error.event_type"
 FAILED_AT = "loyalty.error.failed_at"
 CONSUMER_VERSION = "loyalty.error.consumer_version"
+# Set, with the raw value's size, only when the value was too large for the dead-letter
+# topic and the record was sent without it.
+VALUE_OMITTED_BYTES = "loyalty.error.value_omitted_bytes"
 
 
 def dead_letter_headers(
@@ -36,7 +39,7 @@ def dead_letter_headers(
         (FIELD, rejected.field),
         (PROVIDER, rejected.provider),
         (EVENT_TYPE, rejected.event_type),
-        (FAILED_AT, failed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")),
+        (FAILED_AT, iso_utc(failed_at)),
         (CONSUMER_VERSION, consumer_version),
     ]
     return [*raw.headers, *((name, value.encode()) for name, value in added if value is not None)]

@@ -81,10 +81,16 @@ class OffsetTracker:
     def __init__(self) -> None:
         # (topic, partition) -> {offset: done}, in consume order.
         self._in_flight: dict[tuple[str, int], dict[int, bool]] = {}
-        self._ready: dict[tuple[str, int], int] = {}
 
     def start(self, topic: str, partition: int, offset: int) -> None:
-        self._in_flight.setdefault((topic, partition), {})[offset] = False
+        offsets = self._in_flight.setdefault((topic, partition), {})
+        rewound = bool(offsets) and offset <= next(reversed(offsets))
+        offsets[offset] = False
+        if rewound:
+            # librdkafka moved the partition back without a revocation (an offset reset
+            # after log truncation): keep the queue in offset order, so the commit point
+            # can never pass an older offset still waiting. Rare, so the sort is cheap.
+            self._in_flight[(topic, partition)] = dict(sorted(offsets.items()))
 
     def finish(self, topic: str, partition: int, offset: int) -> None:
         offsets = self._in_flight.get((topic, partition))
@@ -108,23 +114,12 @@ class OffsetTracker:
                 del offsets[first]
                 next_offset = first + 1
             if next_offset is not None:
-                self._ready[(topic, partition)] = next_offset
                 moved.append(TopicPartition(topic, partition, next_offset))
         return moved
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
             self._in_flight.pop((tp.topic, tp.partition), None)
-            self._ready.pop((tp.topic, tp.partition), None)
-
-    def commit_points(self, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
-        """The last stored commit point of each given partition that has one."""
-        points = []
-        for tp in partitions:
-            offset = self._ready.get((tp.topic, tp.partition))
-            if offset is not None:
-                points.append(TopicPartition(tp.topic, tp.partition, offset))
-        return points
 
 
 def new_consumer(settings: Settings, metrics: Metrics) -> Consumer:
@@ -140,7 +135,17 @@ def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
         metrics.client_errors.labels(client, error.name()).inc()
         log.warning("kafka client error", extra={"client": client, "error": error.str()})
 
-    return {"stats_cb": metrics.kafka_stats.update, "error_cb": on_error}
+    callbacks = {"stats_cb": metrics.kafka_stats.update, "error_cb": on_error}
+    if client == "consumer":
+
+        def on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+            # Reports of librdkafka's own commits: background, on revocation, on close.
+            if error is not None and error.code() != KafkaError._NO_OFFSET:
+                metrics.commit_errors.inc()
+                log.error("commit failed", extra={"error": error.str()})
+
+        callbacks["on_commit"] = on_commit
+    return callbacks
 
 
 def ensure_topics(settings: Settings, names: Iterable[str], partitions: int = 3) -> None:

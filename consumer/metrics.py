@@ -124,7 +124,8 @@ class Metrics:
         )
         self.record_seconds = Histogram(
             "loyalty_record_processing_seconds",
-            "Pipeline time per record (validate, normalise, encode).",
+            "Loop time per record: pipeline, encoding, and handing the output to the "
+            "producer (including any wait for queue space).",
             buckets=RECORD_SECONDS_BUCKETS,
             registry=r,
         )
@@ -213,7 +214,7 @@ class KafkaClientStats(Collector):
             "Response receive errors, summed over brokers.",
             labels=["client"],
         )
-        for client, stats in self._latest.items():
+        for client, stats in list(self._latest.items()):  # the loop thread may add one
             brokers = [b for b in stats["brokers"].values() if _is_cluster_broker(b)]
             for broker in brokers:
                 if broker["rtt"]["cnt"]:
@@ -223,19 +224,28 @@ class KafkaClientStats(Collector):
             if client == "producer":
                 queue.add_metric([], stats["msg_cnt"])
             if client == "consumer":
-                for topic, topic_stats in stats["topics"].items():
-                    for partition, p in topic_stats["partitions"].items():
-                        if partition == "-1" or p["fetch_state"] == "none" or p["hi_offset"] < 0:
-                            continue
-                        start = (
-                            p["committed_offset"]
-                            if p["committed_offset"] >= 0
-                            else (max(p["lo_offset"], 0))
-                        )
-                        lag.add_metric([topic, partition], max(p["hi_offset"] - start, 0))
-                        if p["committed_offset"] >= 0:
-                            committed.add_metric([topic, partition], p["committed_offset"])
+                for topic, partition, p in _owned_partitions(stats):
+                    # librdkafka's own lag (it knows read_committed's stable offset) once
+                    # the group has committed; before that, the whole partition.
+                    behind = p["consumer_lag"]
+                    if behind < 0:
+                        behind = max(p["hi_offset"] - max(p["lo_offset"], 0), 0)
+                    lag.add_metric([topic, partition], behind)
+                    if p["committed_offset"] >= 0:
+                        committed.add_metric([topic, partition], p["committed_offset"])
         yield from (lag, committed, rtt, queue, tx_errors, rx_errors)
+
+
+def _owned_partitions(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Partitions this member consumes now. librdkafka keeps reporting a revoked
+    partition (fetch_state 'stopped'); its frozen numbers would double-count in sums."""
+    for topic, topic_stats in stats["topics"].items():
+        for partition, p in topic_stats["partitions"].items():
+            if partition == "-1" or not p.get("desired", True) or p["hi_offset"] < 0:
+                continue
+            if p["fetch_state"] in ("none", "stopped"):
+                continue
+            yield topic, partition, p
 
 
 def _is_cluster_broker(broker: dict[str, Any]) -> bool:

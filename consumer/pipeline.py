@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
 
 import orjson
 
@@ -22,12 +21,11 @@ from consumer.errors import (
     UnknownEventType,
     UnknownProvider,
 )
-from consumer.providers import PROVIDERS, Provider
+from consumer.providers import PROVIDERS, Provider, fields
 from consumer.records import Accepted, Ignored, Outcome, RawRecord, Rejected, header_lookup
 from consumer.schemas import RawSchema, json_type
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Pipeline:
@@ -95,7 +93,7 @@ class Pipeline:
             "source_offset": raw.offset,
             # Whole milliseconds, as timestamp-millis will store it: the record in hand
             # equals the record a reader decodes.
-            "processed_at": _EPOCH + timedelta(milliseconds=int(self._clock() * 1000)),
+            "processed_at": fields.from_epoch_millis(int(self._clock() * 1000)),
             "signature_verified": True if secrets else None,
             "consumer_version": self._consumer_version,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 # Kafka headers as confluent-kafka hands them over: ordered, names may repeat, values
@@ -78,3 +79,9 @@ class Rejected:
 
 
 Outcome = Accepted | Ignored | Rejected
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and a 'Z', as the offline command and the
+    dead-letter headers print timestamps."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

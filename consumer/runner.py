@@ -2,9 +2,10 @@
 
 At-least-once. An input offset is stored for commit only when every output it caused
 (clean or dead-letter record) is acknowledged by the broker; ignored records have no
-output and are done at once. librdkafka auto-commits stored offsets in the background;
-revocation and shutdown commit synchronously. A failed delivery stops the service after
-committing what is safe: the record is read again on restart, never skipped.
+output and are done at once. librdkafka commits stored offsets in the background, and
+again itself when partitions are revoked and when the consumer closes, so revocation
+and shutdown only flush and store. A failed delivery stops the service after storing
+what is safe: the record is read again on restart, never skipped.
 
 Fixed order per iteration: serve delivery reports -> store offsets that moved ->
 consume a batch -> process and produce each record.
@@ -13,7 +14,9 @@ consume a batch -> process and produce each record.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,7 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from consumer import __version__
 from consumer.config import Settings
-from consumer.dead_letter import dead_letter_headers
+from consumer.dead_letter import VALUE_OMITTED_BYTES, dead_letter_headers
 from consumer.errors import DeliveryFailed, KafkaFailure
 from consumer.kafka_io import Encoder, OffsetTracker, produce, to_raw_record
 from consumer.metrics import Metrics, event_type_label
@@ -36,6 +39,12 @@ log = logging.getLogger(__name__)
 # On shutdown or revocation, how long to wait for in-flight records to be acknowledged.
 # Longer than a broker leader election, shorter than Kubernetes' default 30 s grace.
 FLUSH_TIMEOUT_SECONDS = 20.0
+# After a stop signal, the whole shutdown (batch, flush, final commit in close()) gets
+# this long before the process exits anyway: librdkafka's final commit waits for the
+# group coordinator without a bound, and an orchestrator would SIGKILL us at 30 s. An
+# exit here loses nothing; uncommitted records are read again.
+SHUTDOWN_DEADLINE_SECONDS = 25.0
+EXIT_SHUTDOWN_DEADLINE = 3
 
 
 class Runner:
@@ -100,14 +109,16 @@ class Runner:
 
     def _shutdown(self) -> None:
         undelivered = self._producer.flush(FLUSH_TIMEOUT_SECONDS)
-        self._commit(self._tracker_points(self._assigned))
+        self._store_commit_points()
+        pending = self._tracker.pending()
+        # close() revokes (on_revoke runs), commits the stored offsets, leaves the group.
         self._consumer.close()
         if undelivered:
             log.error(
                 "stopped with undelivered records; their offsets were not committed",
                 extra={"undelivered": undelivered},
             )
-        log.info("stopped", extra={"pending": self._tracker.pending()})
+        log.info("stopped", extra={"unacknowledged": pending})
 
     # -- per record ----------------------------------------------------------------
 
@@ -161,15 +172,48 @@ class Runner:
             },
         )
         failed_at = datetime.fromtimestamp(self._clock(), UTC)
+        headers = dead_letter_headers(raw, rejected, failed_at, __version__)
+        try:
+            self._produce(
+                self._settings.dead_letter_topic,
+                key=raw.key,
+                value=raw.value,
+                headers=headers,
+                on_delivery=partial(self._dead_letter_delivered, raw, rejected, headers),
+            )
+        except KafkaFailure as exc:
+            if not _too_large(exc.__cause__):
+                raise
+            self._produce_dead_letter_without_value(raw, rejected, headers)
+
+    def _produce_dead_letter_without_value(
+        self, raw: RawRecord, rejected: Rejected, headers: list
+    ) -> None:
+        """A value too large for the dead-letter topic must not stop the service, or it
+        would stop again on every restart. The record goes without its value, and a
+        header says how large the value was; the raw topic still holds it."""
+        log.warning(
+            "dead-letter value too large; sent without it",
+            extra={"topic": raw.topic, "partition": raw.partition, "offset": raw.offset},
+        )
+        omitted = str(len(raw.value or b"")).encode()
         self._produce(
             self._settings.dead_letter_topic,
             key=raw.key,
-            value=raw.value,
-            headers=dead_letter_headers(raw, rejected, failed_at, __version__),
+            value=None,
+            headers=[*headers, (VALUE_OMITTED_BYTES, omitted)],
             on_delivery=partial(
                 self._delivered, raw, partial(self._dead_letter_acked, rejected.reason)
             ),
         )
+
+    def _dead_letter_delivered(
+        self, raw: RawRecord, rejected: Rejected, headers: list, error: Any, message: Any
+    ) -> None:
+        if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            self._produce_dead_letter_without_value(raw, rejected, headers)
+            return
+        self._delivered(raw, partial(self._dead_letter_acked, rejected.reason), error, message)
 
     def _produce(self, topic: str, **message: Any) -> None:
         try:
@@ -234,25 +278,14 @@ class Runner:
     # -- offsets and rebalances ------------------------------------------------------
 
     def _store_commit_points(self) -> None:
+        # Revoked partitions are forgotten by the tracker before they could show up here.
         points = self._tracker.take_commit_points()
         if points:
             try:
                 self._consumer.store_offsets(offsets=points)
             except KafkaException as exc:
-                # A partition revoked between ack and store: its new owner re-reads it.
-                log.warning("could not store offsets", extra={"error": str(exc)})
-
-    def _tracker_points(self, partitions) -> list[TopicPartition]:
-        return self._tracker.commit_points(TopicPartition(t, p) for t, p in partitions)
-
-    def _commit(self, points: list[TopicPartition]) -> None:
-        if not points:
-            return
-        try:
-            self._consumer.commit(offsets=points, asynchronous=False)
-        except KafkaException as exc:
-            self._metrics.commit_errors.inc()
-            log.error("commit failed", extra={"error": str(exc)})
+                self._metrics.commit_errors.inc()
+                raise KafkaFailure(f"storing offsets failed: {exc}") from exc
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
@@ -261,11 +294,11 @@ class Runner:
         log.info("partitions assigned", extra={"partitions": _names(partitions)})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Finish what was produced for these partitions and commit it before another
-        # member takes them over, so the new owner re-reads as little as possible.
+        # Finish what was produced for these partitions and store it; librdkafka commits
+        # stored offsets of revoked partitions before another member takes them over,
+        # so the new owner re-reads as little as possible.
         self._producer.flush(FLUSH_TIMEOUT_SECONDS)
         self._store_commit_points()
-        self._commit(self._tracker.commit_points(partitions))
         self._forget(partitions)
         self._metrics.rebalances.labels("revoke").inc()
         log.info("partitions revoked", extra={"partitions": _names(partitions)})
@@ -286,16 +319,35 @@ def _names(partitions: list[TopicPartition]) -> str:
     return ",".join(f"{tp.topic}/{tp.partition}" for tp in partitions)
 
 
-def install_signal_handlers(runner: Runner) -> None:
-    """First SIGTERM/SIGINT: finish the batch, flush, commit, leave the group. A second
-    one exits at once; nothing is lost, as uncommitted records are read again."""
+def install_signal_handlers(
+    runner: Runner, deadline_seconds: float = SHUTDOWN_DEADLINE_SECONDS
+) -> None:
+    """First SIGTERM/SIGINT: finish the batch, flush, commit, leave the group, within
+    `deadline_seconds`. A second one kills the process at once, even inside a blocking
+    librdkafka call. Neither loses anything: uncommitted records are read again."""
 
     def handle(signum: int, _frame: Any) -> None:
-        if runner._stop_requested:
-            log.warning("second signal: exiting without flushing", extra={"signal": signum})
-            raise SystemExit(128 + signum)
         log.info("stop requested", extra={"signal": signum})
+        # Python handlers run only between bytecodes, never while the loop waits in C;
+        # the default disposition terminates the process wherever it is.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        watchdog = threading.Timer(deadline_seconds, _exit_after_deadline, (deadline_seconds,))
+        watchdog.daemon = True
+        watchdog.start()
         runner.request_stop()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+
+
+def _exit_after_deadline(deadline_seconds: float) -> None:
+    log.error("shutdown took too long; exiting", extra={"deadline_seconds": deadline_seconds})
+    logging.shutdown()
+    os._exit(EXIT_SHUTDOWN_DEADLINE)
+
+
+def _too_large(error: BaseException | None) -> bool:
+    return (
+        isinstance(error, KafkaException) and error.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+    )

@@ -143,6 +143,10 @@ def email(value: Any) -> tuple[str | None, str | None]:
     return normalised, hashlib.sha256(normalised.encode()).hexdigest()
 
 
+def from_epoch_millis(millis: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=millis)
+
+
 def epoch_millis(moment: datetime) -> int:
     # Integer arithmetic: float seconds * 1000 is a millisecond short for some instants.
     return (moment - _EPOCH) // _ONE_MILLISECOND

@@ -72,7 +72,9 @@ def test_producer_only_property():
     assert settings.producer_config()["linger.ms"] == "50"
     assert "linger.ms" not in settings.consumer_config()
     assert "producer.linger.ms" not in settings.consumer_config()
-    assert settings.kafka_common == {"bootstrap.servers": "broker-1:9092,broker-2:9092"}
+    assert settings.kafka_common == {}  # bootstrap servers are a setting of their own
+    assert settings.producer_config()["bootstrap.servers"] == "broker-1:9092,broker-2:9092"
+    assert settings.consumer_config()["bootstrap.servers"] == "broker-1:9092,broker-2:9092"
 
 
 def test_consumer_only_property():
@@ -126,21 +128,21 @@ def test_non_kafka_variables_are_not_passed_through():
 
 def test_secrets_per_provider():
     settings = from_env(MAGE_LOYALTY_WEBHOOK_SECRET="mage-1", RIVO_WEBHOOK_SECRET="rivo-1")
-    assert settings.secrets_for("mage_loyalty") == ("mage-1",)
-    assert settings.secrets_for("rivo") == ("rivo-1",)
+    assert settings.webhook_secrets.get("mage_loyalty", ()) == ("mage-1",)
+    assert settings.webhook_secrets.get("rivo", ()) == ("rivo-1",)
 
 
 def test_comma_separated_secrets_for_rotation():
     settings = from_env(RIVO_WEBHOOK_SECRET=" old , new,,whsec_abc= ")
-    assert settings.secrets_for("rivo") == ("old", "new", "whsec_abc=")
-    assert settings.secrets_for("mage_loyalty") == ()
+    assert settings.webhook_secrets.get("rivo", ()) == ("old", "new", "whsec_abc=")
+    assert settings.webhook_secrets.get("mage_loyalty", ()) == ()
 
 
 @pytest.mark.parametrize("value", ["", " ", ",", " , "])
 def test_blank_secrets_mean_no_signature_check(value):
     settings = from_env(MAGE_LOYALTY_WEBHOOK_SECRET=value)
     assert "mage_loyalty" not in settings.webhook_secrets
-    assert settings.secrets_for("mage_loyalty") == ()
+    assert settings.webhook_secrets.get("mage_loyalty", ()) == ()
 
 
 # --- nothing secret is shown --------------------------------------------------------------
@@ -230,3 +232,46 @@ def test_kubernetes_service_link_variables_are_not_client_properties():
     assert "port" not in config
     assert "service.host" not in config
     assert "port.9092.tcp.addr" not in config
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("KAFKA_CONSUMER_ENABLE_AUTO_OFFSET_STORE", "true"),
+        ("KAFKA_ENABLE_AUTO_COMMIT", "false"),
+    ],
+)
+def test_the_at_least_once_settings_cannot_be_overridden(variable, value):
+    settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:9092", variable: value})
+    with pytest.raises(ConfigError, match="acknowledged"):
+        settings.consumer_config()
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "KAFKA_UI_SERVICE_HOST",
+        "KAFKA_UI_SERVICE_PORT",
+        "KAFKA_UI_SERVICE_PORT_HTTP",
+        "KAFKA_UI_PORT",
+        "KAFKA_UI_PORT_8080_TCP_ADDR",
+        "KAFKA_CONNECT_PORT_8083_TCP",
+    ],
+)
+def test_service_links_of_any_kafka_named_service_are_not_client_properties(variable):
+    settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:9092", variable: "x"})
+    assert settings.kafka_common == {}
+
+
+def test_oauthbearer_config_is_masked():
+    settings = Settings.from_env(
+        {"KAFKA_BOOTSTRAP_SERVERS": "b:9092", "KAFKA_SASL_OAUTHBEARER_CONFIG": "secret=x"}
+    )
+    assert settings.describe()["kafka.sasl.oauthbearer.config"] == "***"
+
+
+def test_the_producer_can_offer_a_record_at_the_payload_limit_to_the_dead_letter_topic():
+    settings = Settings.from_env(
+        {"KAFKA_BOOTSTRAP_SERVERS": "b:9092", "LOYALTY_MAX_PAYLOAD_BYTES": "2000000"}
+    )
+    assert settings.producer_config()["message.max.bytes"] > 2_000_000

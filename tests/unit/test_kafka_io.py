@@ -47,7 +47,19 @@ def test_forgotten_partitions_report_nothing_and_ignore_late_acks():
     tracker.forget([TopicPartition("raw", 0)])
     tracker.finish("raw", 0, 2)  # an ack arriving after revocation
     assert points(tracker) == {}
-    assert tracker.commit_points([TopicPartition("raw", 0)]) == []
+    assert tracker.pending() == 0
+
+
+def test_a_rewound_partition_never_commits_past_an_older_waiting_offset():
+    tracker = OffsetTracker()
+    for offset in (10, 11, 12):
+        tracker.start("raw", 0, offset)
+    tracker.start("raw", 0, 5)  # librdkafka reset the partition to an earlier offset
+    for offset in (10, 11, 12):
+        tracker.finish("raw", 0, offset)
+    assert points(tracker) == {}  # 5 is still waiting
+    tracker.finish("raw", 0, 5)
+    assert points(tracker) == {("raw", 0): 13}
 
 
 @given(st.permutations(range(50)), st.integers(min_value=0, max_value=50))
