@@ -62,6 +62,9 @@ class Settings:
     # /healthz fails when the loop has not polled for this long. A healthy loop polls
     # every poll timeout; the longest legitimate pause is a flush on revocation (20 s).
     liveness_timeout_seconds: float = 60.0
+    # After a stop signal, the process exits by this deadline even if librdkafka's final
+    # commit is still waiting for the coordinator. Below Kubernetes' 30 s grace period.
+    shutdown_deadline_seconds: float = 25.0
     # librdkafka statistics feed the lag, round-trip and queue metrics and readiness.
     statistics_interval_ms: int = 10_000
     log_level: str = "INFO"
@@ -98,6 +101,9 @@ class Settings:
             metrics_port=_int(env, "LOYALTY_METRICS_PORT", defaults.metrics_port),
             liveness_timeout_seconds=_float(
                 env, "LOYALTY_LIVENESS_TIMEOUT_SECONDS", defaults.liveness_timeout_seconds
+            ),
+            shutdown_deadline_seconds=_float(
+                env, "LOYALTY_SHUTDOWN_DEADLINE_SECONDS", defaults.shutdown_deadline_seconds
             ),
             statistics_interval_ms=_positive_int(
                 env, "LOYALTY_STATISTICS_INTERVAL_MS", defaults.statistics_interval_ms

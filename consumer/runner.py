@@ -39,11 +39,11 @@ log = logging.getLogger(__name__)
 # On shutdown or revocation, how long to wait for in-flight records to be acknowledged.
 # Longer than a broker leader election, shorter than Kubernetes' default 30 s grace.
 FLUSH_TIMEOUT_SECONDS = 20.0
-# After a stop signal, the whole shutdown (batch, flush, final commit in close()) gets
-# this long before the process exits anyway: librdkafka's final commit waits for the
-# group coordinator without a bound, and an orchestrator would SIGKILL us at 30 s. An
-# exit here loses nothing; uncommitted records are read again.
-SHUTDOWN_DEADLINE_SECONDS = 25.0
+# Exit status when the shutdown deadline (Settings.shutdown_deadline_seconds) passed.
+# The whole shutdown (batch, flush, final commit in close()) gets that long because
+# librdkafka's final commit waits for the group coordinator without a bound, and an
+# orchestrator would SIGKILL us anyway. Exiting loses nothing: uncommitted records are
+# read again.
 EXIT_SHUTDOWN_DEADLINE = 3
 
 
@@ -319,9 +319,7 @@ def _names(partitions: list[TopicPartition]) -> str:
     return ",".join(f"{tp.topic}/{tp.partition}" for tp in partitions)
 
 
-def install_signal_handlers(
-    runner: Runner, deadline_seconds: float = SHUTDOWN_DEADLINE_SECONDS
-) -> None:
+def install_signal_handlers(runner: Runner, deadline_seconds: float) -> None:
     """First SIGTERM/SIGINT: finish the batch, flush, commit, leave the group, within
     `deadline_seconds`. A second one kills the process at once, even inside a blocking
     librdkafka call. Neither loses anything: uncommitted records are read again."""

@@ -49,7 +49,7 @@ def run_service(settings: Settings, metrics: Metrics | None = None) -> None:
     runner = build_runner(settings, metrics)
     live, ready = probes(settings, runner, metrics)
     server = serve_http(metrics, settings.metrics_port, live, ready)
-    install_signal_handlers(runner)
+    install_signal_handlers(runner, settings.shutdown_deadline_seconds)
     try:
         runner.run()
     finally:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
+from confluent_kafka.admin import NewTopic
 
+from consumer.dead_letter import REASON, VALUE_OMITTED_BYTES
 from consumer.errors import DeliveryFailed
 from consumer.samples import LOCAL_SECRETS
 from tests.integration.service_harness import (
@@ -84,3 +87,39 @@ def test_a_failed_delivery_stops_the_service_without_committing_past_it(
     # Nothing was acknowledged, so nothing may be committed: a restart reads all 20 again.
     assert committed_offsets(kafka_bootstrap_servers, group_id, raw, 1)[0] < 0
     assert service.consumed() == 20
+
+
+def test_a_dead_letter_too_large_for_its_topic_goes_without_its_value(
+    kafka_bootstrap_servers, new_topic, group_id, admin
+):
+    raw, clean = new_topic("raw", 1), new_topic("clean", 1)
+    dlq = f"dlq-small-{group_id}"
+    # The dead-letter topic accepts at most ~50 kB per record batch.
+    admin.create_topics([NewTopic(dlq, 1, 1, config={"max.message.bytes": "50000"})])[dlq].result(
+        30
+    )
+    oversized = os.urandom(200_000)  # not UTF-8 (invalid_json), and incompressible
+    (valid_body, valid_headers) = next(rivo_redemptions(1))
+    produce_all(
+        kafka_bootstrap_servers,
+        raw,
+        [(oversized, [("x-original", b"kept")]), (valid_body, valid_headers)],
+    )
+    settings = service_settings(
+        kafka_bootstrap_servers, raw, clean, dlq, group_id, secrets=LOCAL_SECRETS
+    )
+    service = start_service(settings)
+    wait_until(
+        lambda: everything_committed(kafka_bootstrap_servers, group_id, raw, 1),
+        "both records committed",
+    )
+    service.stop()  # raises if the service had stopped on an error
+
+    (dead,) = read_all(kafka_bootstrap_servers, dlq, 1)
+    headers = dict(dead.headers())
+    assert dead.value() is None
+    assert headers[VALUE_OMITTED_BYTES] == b"200000"
+    assert headers[REASON] == b"invalid_json"
+    assert headers["x-original"] == b"kept"
+    assert service.outcome_total("accepted") == 1
+    admin.delete_topics([dlq])
