@@ -59,13 +59,19 @@ def clean_record_encoder(settings: Settings) -> Encoder:
     return lambda record: serializer(record, context)
 
 
-def produce(producer: Producer, topic: str, **message: Any) -> None:
+def produce(
+    producer: Producer,
+    topic: str,
+    on_queue_full: Callable[[], None] = lambda: None,
+    **message: Any,
+) -> None:
     """Produce, waiting for queue space rather than dropping when librdkafka is full."""
     while True:
         try:
             producer.produce(topic, **message)
             return
         except BufferError:
+            on_queue_full()
             producer.poll(BACKPRESSURE_POLL_SECONDS)
 
 

@@ -102,6 +102,12 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.producer_queue_full = Counter(
+            "loyalty_producer_queue_full_total",
+            "Times the producer queue was full and the loop waited for acknowledgements "
+            "(back-pressure: the broker is slower than the input).",
+            registry=r,
+        )
         self.client_errors = Counter(
             "loyalty_kafka_client_errors_total",
             "Errors librdkafka reported outside any one record (broker down, auth, ...).",

@@ -217,7 +217,12 @@ class Runner:
 
     def _produce(self, topic: str, **message: Any) -> None:
         try:
-            produce(self._producer, topic, **message)
+            produce(
+                self._producer,
+                topic,
+                on_queue_full=self._metrics.producer_queue_full.inc,
+                **message,
+            )
         except KafkaException as exc:
             # Refused outright (e.g. over message.max.bytes): not something a retry or a
             # dead letter fixes. Stop before committing past it.

@@ -123,3 +123,28 @@ def test_a_dead_letter_too_large_for_its_topic_goes_without_its_value(
     assert headers["x-original"] == b"kept"
     assert service.outcome_total("accepted") == 1
     admin.delete_topics([dlq])
+
+
+def test_a_full_producer_queue_makes_the_loop_wait_and_drops_nothing(
+    kafka_bootstrap_servers, new_topic, group_id
+):
+    raw, clean, dlq = new_topic("raw", 1), new_topic("clean", 1), new_topic("dlq", 1)
+    total = 400
+    produce_all(kafka_bootstrap_servers, raw, rivo_redemptions(total))
+    settings = service_settings(
+        kafka_bootstrap_servers, raw, clean, dlq, group_id, secrets=LOCAL_SECRETS
+    )
+    # A queue of 5 records: nearly every produce meets a full queue.
+    settings = dataclasses.replace(settings, kafka_producer={"queue.buffering.max.messages": "5"})
+    service = start_service(settings)
+    wait_until(
+        lambda: everything_committed(kafka_bootstrap_servers, group_id, raw, 1),
+        "every record committed",
+    )
+    service.stop()
+
+    assert service.value("loyalty_producer_queue_full_total") > 0
+    clean_ids = {
+        dict(m.headers())["event_id"] for m in read_all(kafka_bootstrap_servers, clean, total)
+    }
+    assert len(clean_ids) == total
