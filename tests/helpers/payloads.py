@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from consumer.records import RawRecord
+from consumer.records import Accepted, RawRecord, Rejected
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -93,3 +93,20 @@ def raw_record(
     return RawRecord(
         value=value, headers=list(headers), topic=topic, partition=partition, offset=offset
     )
+
+
+def accept(pipeline, body: bytes, headers=(), provider: str | None = None) -> dict[str, Any]:
+    """The canonical record of `body`; fails the test unless it is accepted (from
+    `provider`, when given)."""
+    outcome = pipeline.process(raw_record(body, headers))
+    assert isinstance(outcome, Accepted), outcome
+    if provider is not None:
+        assert outcome.provider == provider
+    return dict(outcome.record)
+
+
+def reject(pipeline, body: bytes, headers=()) -> Rejected:
+    """The rejection of `body`; fails the test unless it is rejected."""
+    outcome = pipeline.process(raw_record(body, headers))
+    assert isinstance(outcome, Rejected), outcome
+    return outcome

@@ -37,16 +37,10 @@ SEED_EVENT_ID = expected_event_id(
 
 
 def accept(pipeline: Pipeline, body, headers=()) -> dict:
-    outcome = pipeline.process(raw_record(body, headers))
-    assert isinstance(outcome, Accepted), outcome
-    assert outcome.provider == "mage_loyalty"
-    return dict(outcome.record)
+    return payloads.accept(pipeline, body, headers, provider="mage_loyalty")
 
 
-def reject(pipeline: Pipeline, body, headers=()) -> Rejected:
-    outcome = pipeline.process(raw_record(body, headers))
-    assert isinstance(outcome, Rejected), outcome
-    return outcome
+reject = payloads.reject
 
 
 # --- the seed payload, field by field ---------------------------------------------------

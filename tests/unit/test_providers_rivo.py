@@ -36,16 +36,10 @@ VECTOR_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
 def accept(pipeline: Pipeline, body, headers=()) -> dict:
-    outcome = pipeline.process(raw_record(body, headers))
-    assert isinstance(outcome, Accepted), outcome
-    assert outcome.provider == "rivo"
-    return dict(outcome.record)
+    return payloads.accept(pipeline, body, headers, provider="rivo")
 
 
-def reject(pipeline: Pipeline, body, headers=()) -> Rejected:
-    outcome = pipeline.process(raw_record(body, headers))
-    assert isinstance(outcome, Rejected), outcome
-    return outcome
+reject = payloads.reject
 
 
 # --- the seed payload, field by field ---------------------------------------------------
