@@ -109,10 +109,12 @@ class Runner:
 
     def _shutdown(self) -> None:
         undelivered = self._producer.flush(FLUSH_TIMEOUT_SECONDS)
-        self._store_commit_points()
         pending = self._tracker.pending()
-        # close() revokes (on_revoke runs), commits the stored offsets, leaves the group.
-        self._consumer.close()
+        try:
+            self._store_commit_points()
+        finally:
+            # Revokes (on_revoke runs), commits the stored offsets, leaves the group.
+            self._consumer.close()
         if undelivered:
             log.error(
                 "stopped with undelivered records; their offsets were not committed",
