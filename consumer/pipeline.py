@@ -87,6 +87,7 @@ class Pipeline:
                 error_class=f"{type(exc).__module__}.{type(exc).__qualname__}",
             )
 
+        record["provider_event_type"] = event_type
         record["metadata"] = {
             "source_topic": raw.topic,
             "source_partition": raw.partition,

@@ -8,7 +8,8 @@ from typing import Any, Protocol
 
 # Header values by lower-cased name (consumer.records.header_lookup).
 Headers = Mapping[str, str]
-# A canonical LoyaltyRedemption without its `metadata`, which the pipeline adds.
+# A canonical LoyaltyRedemption without `provider_event_type` and `metadata`, which the
+# pipeline adds: it has already decided the event type once.
 CanonicalRecord = dict[str, Any]
 
 

@@ -92,7 +92,6 @@ class MageLoyalty:
         return {
             "event_id": f"{self.name}:{content_id}",
             "provider": self.name,
-            "provider_event_type": body["event"],
             "provider_event_id": None,
             "shop": shop,
             "occurred_at": occurred_at,

@@ -126,7 +126,6 @@ class Rivo:
         return {
             "event_id": f"{self.name}:{provider_event_id}",
             "provider": self.name,
-            "provider_event_type": self.event_type(headers, body),
             "provider_event_id": provider_event_id,
             "shop": fields.optional_text(headers.get(SHOP_HEADER))
             or fields.optional_text(customer.get("shopify_domain")),

@@ -107,8 +107,17 @@ def test_normalise_directly_matches_the_pipeline(pipeline, mage_body):
     record = mage_loyalty.PROVIDER.normalise(mage_body, {})
     via_pipeline = accept(pipeline, mage_body)
     via_pipeline.pop("metadata")
+    via_pipeline.pop("provider_event_type")
     assert record == via_pipeline
     assert "metadata" not in record
+    assert "provider_event_type" not in record  # the pipeline's: it decided the type
+
+
+def test_the_event_type_that_made_it_a_redemption_is_the_one_recorded(pipeline, mage_body):
+    # A blank body event falls back to the X-Webhook-Event header, which decides.
+    body = dumps({**mage_body, "event": ""})
+    record = accept(pipeline, body, [("X-Webhook-Event", b"points.redeemed")])
+    assert record["provider_event_type"] == "points.redeemed"
 
 
 # --- event_id stability -----------------------------------------------------------------
