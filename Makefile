@@ -19,7 +19,7 @@ install: $(INSTALLED)
 
 # Apache Kafka's jars from Maven into a cache outside the repository (reused later).
 broker-jars: install
-	$(BIN)/python -m consumer.local_broker fetch
+	$(BIN)/python -m consumer.dev.local_broker fetch
 
 # Prometheus and promtool (Debian's package) for the rule checks and the scrape test.
 prometheus:

@@ -1,4 +1,10 @@
-"""loyalty-consumer: run | normalize | local. See README.md."""
+"""loyalty-consumer: turns raw loyalty-redemption webhooks on a Kafka topic into clean,
+typed Avro records.
+
+  run        the service: settings from the environment (KAFKA_BOOTSTRAP_SERVERS, ...)
+  normalize  the same pipeline on webhook files, one JSON line each, no Kafka
+  local      the service on a local broker, fed with sample webhooks (a first look)
+"""
 
 from __future__ import annotations
 
@@ -22,12 +28,40 @@ log = logging.getLogger("consumer")
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
+RUN_HELP = """Run the service until SIGTERM or Ctrl-C. Settings come from the environment:
+
+  KAFKA_BOOTSTRAP_SERVERS          brokers (required)
+  LOYALTY_RAW_TOPIC                raw webhooks to consume (loyalty.webhooks.raw)
+  LOYALTY_CLEAN_TOPIC              canonical records (loyalty.redemptions)
+  LOYALTY_DLQ_TOPIC                rejected records (loyalty.webhooks.dlq)
+  LOYALTY_GROUP_ID                 consumer group (loyalty-consumer)
+  <PROVIDER>_WEBHOOK_SECRET        signing secrets, comma-separated (MAGE_LOYALTY_, RIVO_)
+  SCHEMA_REGISTRY_URL              Confluent wire format through this registry
+  LOYALTY_METRICS_PORT             /metrics, /healthz, /readyz (9400)
+  LOYALTY_SCHEMA_DIR               .avsc files to use instead of the packaged ones
+  KAFKA_<PROP>, KAFKA_CONSUMER_<PROP>, KAFKA_PRODUCER_<PROP>
+                                   any librdkafka property (KAFKA_SECURITY_PROTOCOL=SASL_SSL)
+
+Exit status: 0 stopped cleanly, 1 stopped on an error, 2 bad settings,
+3 the shutdown deadline passed."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="loyalty-consumer", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="loyalty-consumer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Settings: LOYALTY_* and KAFKA_* environment variables; "
+        "`loyalty-consumer run --help` lists them.",
+    )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run the service (settings from the environment)")
+    commands.add_parser(
+        "run",
+        help="run the service (settings from the environment)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=RUN_HELP,
+    )
     normalize = commands.add_parser(
         "normalize", help="run the pipeline on raw webhook files and print one JSON line each"
     )
@@ -57,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_service(settings)
         else:
-            from consumer.local_job import run_local
+            from consumer.dev.local_job import run_local
 
             run_local(settings, feed_samples=not args.no_samples)
     except ConfigError as exc:

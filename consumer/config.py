@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -37,6 +38,7 @@ _PINNED_CONSUMER_PROPERTIES = {"enable.auto.offset.store": False, "enable.auto.c
 # Room for the dead-letter headers on top of a value at the payload limit.
 _HEADER_ROOM_BYTES = 64 * 1024
 _URL_USERINFO = re.compile(r"(?<=://)[^/@]+@")
+_WEBHOOK_SECRET_VARIABLE = re.compile(r"([A-Z][A-Z0-9_]*)_WEBHOOK_SECRET")
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,19 @@ class Settings:
     kafka_consumer: Mapping[str, str] = field(default_factory=dict, repr=False)
     kafka_producer: Mapping[str, str] = field(default_factory=dict, repr=False)
 
+    # LOYALTY_SCHEMA_DIR: a directory of .avsc files to use instead of the package's own.
+    schema_dir: Path | None = None
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        from consumer.providers import PROVIDERS
-
         env = os.environ if env is None else env
+        # <PROVIDER>_WEBHOOK_SECRET for any provider name; the pipeline refuses names
+        # that are not in its registry, so a misspelt variable is not a silently
+        # unverified provider.
         secrets = {
-            provider.name: _split_secrets(env.get(f"{provider.name.upper()}_WEBHOOK_SECRET", ""))
-            for provider in PROVIDERS
+            match[1].lower(): _split_secrets(value)
+            for name, value in env.items()
+            if (match := _WEBHOOK_SECRET_VARIABLE.fullmatch(name))
         }
         defaults = cls()
         return cls(
@@ -109,6 +116,7 @@ class Settings:
                 env, "LOYALTY_STATISTICS_INTERVAL_MS", defaults.statistics_interval_ms
             ),
             log_level=env.get("LOYALTY_LOG_LEVEL", defaults.log_level).upper(),
+            schema_dir=Path(env["LOYALTY_SCHEMA_DIR"]) if env.get("LOYALTY_SCHEMA_DIR") else None,
             kafka_common=_passthrough(
                 env,
                 "KAFKA_",

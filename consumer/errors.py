@@ -1,4 +1,4 @@
-"""The exception tree, and the one place where library errors become ours.
+"""The exception tree.
 
     LoyaltyConsumerError
     ├── RecordError                  bad input data; becomes a Rejected outcome
@@ -17,6 +17,14 @@
 Only RecordError subclasses are dead-lettered. Anything else that escapes the pipeline is
 a bug or an outage, and the service stops rather than quietly routing good data to the
 dead-letter topic.
+
+Library errors become ours at the edge where the library is called, each with
+`raise ... from exc` so the original stays in the traceback:
+- orjson's JSONDecodeError -> InvalidJson, in pipeline._parse_object;
+- fastavro's ValidationError -> SchemaViolation, in schemas.RawSchema;
+- value parsing (timestamps, decimals, ids) -> NormalizationError, in providers/fields.py;
+- confluent-kafka's KafkaException and KafkaError -> KafkaFailure / DeliveryFailed, in
+  runner.Runner (produce, delivery reports, consume errors, offset storage).
 """
 
 from __future__ import annotations

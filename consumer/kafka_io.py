@@ -8,13 +8,12 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from consumer.config import Settings
 from consumer.metrics import Metrics
 from consumer.records import RawRecord
-from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_text
+from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_library
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +40,10 @@ def to_raw_record(message: Message) -> RawRecord:
 def clean_record_encoder(settings: Settings) -> Encoder:
     """Confluent wire format through the registry when one is configured (subject
     '<clean topic>-value', registered on first use); Avro single-object encoding
-    otherwise, whose fingerprint a reader resolves against schemas/."""
+    otherwise, whose fingerprint a reader resolves against the archived schemas."""
+    schemas = schema_library(settings.schema_dir)
     if not settings.schema_registry_url:
-        return SingleObjectCodec().encode
+        return SingleObjectCodec(schemas.canonical()).encode
 
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroSerializer
@@ -53,7 +53,7 @@ def clean_record_encoder(settings: Settings) -> Encoder:
     if settings.schema_registry_basic_auth:
         registry_config["basic.auth.user.info"] = settings.schema_registry_basic_auth
     serializer = AvroSerializer(
-        SchemaRegistryClient(registry_config), schema_text(CANONICAL_SCHEMA_FILE)
+        SchemaRegistryClient(registry_config), schemas.text(CANONICAL_SCHEMA_FILE)
     )
     context = SerializationContext(settings.clean_topic, MessageField.VALUE)
     return lambda record: serializer(record, context)
@@ -152,17 +152,3 @@ def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
 
         callbacks["on_commit"] = on_commit
     return callbacks
-
-
-def ensure_topics(settings: Settings, names: Iterable[str], partitions: int = 3) -> None:
-    """Create the topics that do not exist yet (for local runs and tests; production
-    topics are provisioned with their own retention and replication)."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **settings.kafka_common})
-    futures = admin.create_topics([NewTopic(name, partitions, 1) for name in names])
-    for name, future in futures.items():
-        try:
-            future.result()
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-            log.debug("topic exists", extra={"topic": name})

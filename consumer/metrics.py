@@ -4,7 +4,8 @@ serves them with the health probes.
 
 Labels stay low-cardinality: provider and reason come from closed sets, and event types
 outside a provider's documented list are reported as 'other' (the header is free text
-that any sender controls).
+that any sender controls). The pipeline decides that label and it travels on the
+outcome, so this module knows nothing of providers.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from consumer import __version__
-from consumer.providers import PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +40,11 @@ log = logging.getLogger(__name__)
 # nothing Prometheus' rate() needs. (Process-wide: this module owns the process' metrics.)
 disable_created_metrics()
 
-KNOWN_EVENT_TYPES = frozenset(event for p in PROVIDERS for event in p.known_event_types)
-
 # Pipeline cost per record is tens of microseconds; a batch is up to a few hundred ms.
 RECORD_SECONDS_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025, 0.1)
 BATCH_SECONDS_BUCKETS = (1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 # Webhooks arrive seconds to minutes after the redemption; a backlog makes it hours.
 LATENCY_SECONDS_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
-
-
-def event_type_label(event_type: str | None) -> str:
-    if event_type is None:
-        return "none"
-    return event_type if event_type in KNOWN_EVENT_TYPES else "other"
 
 
 class Metrics:

@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping
 import orjson
 
 from consumer import __version__
+from consumer.config import Settings
 from consumer.errors import (
+    ConfigError,
     InvalidJson,
     PayloadTooLarge,
     RecordError,
@@ -23,7 +25,13 @@ from consumer.errors import (
 )
 from consumer.providers import PROVIDERS, Provider, fields
 from consumer.records import Accepted, Ignored, Outcome, RawRecord, Rejected, header_lookup
-from consumer.schemas import RawSchema, json_type
+from consumer.schemas import (
+    RawSchema,
+    SchemaLibrary,
+    json_type,
+    package_schemas,
+    schema_library,
+)
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
@@ -37,18 +45,31 @@ class Pipeline:
         providers: tuple[Provider, ...] = PROVIDERS,
         clock: Callable[[], float] = time.time,
         consumer_version: str = __version__,
+        schemas: SchemaLibrary | None = None,
     ) -> None:
         self._secrets = dict(secrets or {})
         self._max_payload_bytes = max_payload_bytes
         self._providers = providers
         self._clock = clock
         self._consumer_version = consumer_version
+        schemas = schemas or package_schemas()
         # Parsed once here, never per record.
-        self._raw_schemas = {p.name: RawSchema(p.raw_schema_file) for p in providers}
+        self._raw_schemas = {p.name: RawSchema(schemas.load(p.raw_schema_file)) for p in providers}
+        unknown = sorted(set(self._secrets) - {p.name for p in providers})
+        if unknown:
+            raise ConfigError(
+                f"webhook secret set for unknown provider(s) {', '.join(unknown)}; "
+                f"known: {', '.join(p.name for p in providers)} "
+                "(variables are <PROVIDER>_WEBHOOK_SECRET, e.g. RIVO_WEBHOOK_SECRET)"
+            )
 
     @classmethod
-    def from_settings(cls, settings) -> Pipeline:
-        return cls(secrets=settings.webhook_secrets, max_payload_bytes=settings.max_payload_bytes)
+    def from_settings(cls, settings: Settings) -> Pipeline:
+        return cls(
+            secrets=settings.webhook_secrets,
+            max_payload_bytes=settings.max_payload_bytes,
+            schemas=schema_library(settings.schema_dir),
+        )
 
     def process(self, raw: RawRecord) -> Outcome:
         provider: Provider | None = None
@@ -73,7 +94,11 @@ class Pipeline:
             if event_type is None:
                 raise UnknownEventType(f"no header or body field names the {provider.name} event")
             if event_type != provider.redemption_event:
-                return Ignored(provider=provider.name, event_type=event_type)
+                return Ignored(
+                    provider=provider.name,
+                    event_type=event_type,
+                    event_type_label=_event_type_label(provider, event_type),
+                )
 
             self._raw_schemas[provider.name].validate(body)
             record = provider.normalise(body, headers)
@@ -85,6 +110,7 @@ class Pipeline:
                 provider=provider.name if provider else None,
                 event_type=event_type,
                 error_class=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                event_type_label=_event_type_label(provider, event_type),
             )
 
         record["provider_event_type"] = event_type
@@ -110,6 +136,15 @@ class Pipeline:
             if provider.recognises_body(body):
                 return provider
         raise UnknownProvider("no provider header or body field recognised")
+
+
+def _event_type_label(provider: Provider | None, event_type: str | None) -> str:
+    """Low-cardinality metric label: only event types the provider documents pass."""
+    if event_type is None:
+        return "none"
+    if provider is not None and event_type in provider.known_event_types:
+        return event_type
+    return "other"
 
 
 def _parse_object(value: bytes) -> dict:

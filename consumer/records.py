@@ -64,6 +64,9 @@ class Ignored:
     provider: str
     event_type: str
     reason: str = "not_a_redemption"
+    # The event type as a metric label: the event type when the provider documents it,
+    # else 'other' (the header is free text any sender controls).
+    event_type_label: str = dataclasses.field(default="other", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,8 @@ class Rejected:
     provider: str | None = None
     event_type: str | None = None
     error_class: str = dataclasses.field(default="", compare=False)
+    # As on Ignored; 'none' when no event type was found.
+    event_type_label: str = dataclasses.field(default="none", compare=False)
 
 
 Outcome = Accepted | Ignored | Rejected

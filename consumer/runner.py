@@ -13,12 +13,13 @@ consume a batch -> process and produce each record.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -30,7 +31,7 @@ from consumer.config import Settings
 from consumer.dead_letter import VALUE_OMITTED_BYTES, dead_letter_headers
 from consumer.errors import DeliveryFailed, KafkaFailure
 from consumer.kafka_io import Encoder, OffsetTracker, produce, to_raw_record
-from consumer.metrics import Metrics, event_type_label
+from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.records import Accepted, Ignored, RawRecord, Rejected
 
@@ -266,12 +267,12 @@ class Runner:
         if isinstance(outcome, Accepted):
             labels = ("accepted", outcome.provider, outcome.event_type, "")
         elif isinstance(outcome, Ignored):
-            labels = ("ignored", outcome.provider, event_type_label(outcome.event_type), "")
+            labels = ("ignored", outcome.provider, outcome.event_type_label, "")
         else:
             labels = (
                 "rejected",
                 outcome.provider or "unknown",
-                event_type_label(outcome.event_type),
+                outcome.event_type_label,
                 outcome.reason,
             )
         self._metrics.outcomes.labels(*labels).inc()
@@ -326,24 +327,43 @@ def _names(partitions: list[TopicPartition]) -> str:
     return ",".join(f"{tp.topic}/{tp.partition}" for tp in partitions)
 
 
-def install_signal_handlers(runner: Runner, deadline_seconds: float) -> None:
-    """First SIGTERM/SIGINT: finish the batch, flush, commit, leave the group, within
-    `deadline_seconds`. A second one kills the process at once, even inside a blocking
-    librdkafka call. Neither loses anything: uncommitted records are read again."""
+# The signals an orchestrator (SIGTERM) or a person (Ctrl-C) stops the service with.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_on_signals(runner: Runner, deadline_seconds: float) -> Iterator[None]:
+    """While inside, the first SIGTERM/SIGINT asks the runner to finish the batch, flush,
+    commit and leave the group, within `deadline_seconds`; a second one kills the
+    process at once, even inside a blocking librdkafka call. Neither loses anything:
+    uncommitted records are read again. On the way out the previous handlers come back
+    and the deadline is disarmed (the model is uvicorn's capture_signals). A captured
+    signal is not re-raised to those handlers: the runner has already acted on it, and
+    the caller's exit status says how the stop went."""
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    watchdog: threading.Timer | None = None
 
     def handle(signum: int, _frame: Any) -> None:
+        nonlocal watchdog
         log.info("stop requested", extra={"signal": signum})
         # Python handlers run only between bytecodes, never while the loop waits in C;
         # the default disposition terminates the process wherever it is.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, signal.SIG_DFL)
         watchdog = threading.Timer(deadline_seconds, _exit_after_deadline, (deadline_seconds,))
         watchdog.daemon = True
         watchdog.start()
         runner.request_stop()
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handle)
+    try:
+        yield
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _exit_after_deadline(deadline_seconds: float) -> None:

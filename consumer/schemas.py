@@ -1,17 +1,24 @@
-"""Avro schemas from schemas/: loaded and parsed once, then used to validate raw
-payloads and to encode canonical records.
+"""Avro schemas: loaded and parsed once, then used to validate raw payloads and to
+encode and decode canonical records.
 
-The .avsc files live at the top of the repository (schemas/), the one copy that the
-service, the tests and downstream readers share. A deployment that installs the package
-elsewhere points LOYALTY_SCHEMA_DIR at its copy (the container image does).
+The .avsc files ship inside the package (`consumer.schema_files`, the repository's
+top-level schemas/ folder) and are read with importlib.resources, so an installed wheel
+needs nothing else. A deployment may point LOYALTY_SCHEMA_DIR at a copy of its own;
+Settings reads that variable and hands the directory to SchemaLibrary.
+
+Every released version of the canonical schema is archived under schemas/history/ as
+loyalty_redemption.v<N>.avsc. Readers resolve a record's writer schema by its
+fingerprint among those versions and read it with Avro schema resolution, so a reader
+built on any released version decodes what any other one wrote.
 """
 
 from __future__ import annotations
 
 import io
-import os
+import re
 from collections.abc import Iterator, Mapping
-from functools import cache
+from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +29,10 @@ from fastavro.validation import ValidationError, validate
 
 from consumer.errors import ConfigError, SchemaViolation
 
+SCHEMA_PACKAGE = "consumer.schema_files"
 CANONICAL_SCHEMA_FILE = "loyalty_redemption.avsc"
+HISTORY_FOLDER = "history"
+_ARCHIVED_CANONICAL = re.compile(r"loyalty_redemption\.v(\d+)\.avsc")
 
 # Avro single-object encoding: marker C3 01, then the schema's CRC-64-AVRO fingerprint
 # in little-endian order, then the binary body (Avro specification, "Single-object
@@ -30,25 +40,76 @@ CANONICAL_SCHEMA_FILE = "loyalty_redemption.avsc"
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 
 
-def schema_dir() -> Path:
-    configured = os.environ.get("LOYALTY_SCHEMA_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "schemas"
+class SchemaLibrary:
+    """Where the .avsc files are read from: the package's own, or `directory`. Each
+    file is parsed once per library, whatever the number of callers."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        self._parsed: dict[str, dict[str, Any]] = {}
+
+    def _root(self) -> Traversable:
+        return self.directory if self.directory else resources.files(SCHEMA_PACKAGE)
+
+    def text(self, filename: str) -> str:
+        path = self._root() / filename
+        try:
+            return path.read_text("utf-8")
+        except FileNotFoundError:
+            where = f"in LOYALTY_SCHEMA_DIR={self.directory}" if self.directory else "installed"
+            raise ConfigError(f"schema file {filename} not found ({where})") from None
+
+    def load(self, filename: str) -> dict[str, Any]:
+        if filename not in self._parsed:
+            self._parsed[filename] = parse_schema(orjson.loads(self.text(filename)))
+        return self._parsed[filename]
+
+    def canonical(self) -> dict[str, Any]:
+        return self.load(CANONICAL_SCHEMA_FILE)
+
+    def canonical_history(self) -> dict[int, dict[str, Any]]:
+        """Every archived (released) canonical schema, by version number."""
+        history = self._root() / HISTORY_FOLDER
+        versions = {}
+        for item in history.iterdir() if history.is_dir() else ():
+            match = _ARCHIVED_CANONICAL.fullmatch(item.name)
+            if match:
+                versions[int(match[1])] = self.load(f"{HISTORY_FOLDER}/{item.name}")
+        return dict(sorted(versions.items()))
+
+    def canonical_writers(self) -> dict[bytes, dict[str, Any]]:
+        """Writer schemas a clean-topic record may carry, by fingerprint: every archived
+        version and the current one."""
+        schemas = [*self.canonical_history().values(), self.canonical()]
+        return {schema_fingerprint(schema): schema for schema in schemas}
+
+
+_PACKAGE_LIBRARY = SchemaLibrary()
+
+
+def load_schema(filename: str) -> dict[str, Any]:
+    """A schema shipped with the package, parsed once per process."""
+    return _PACKAGE_LIBRARY.load(filename)
 
 
 def schema_text(filename: str) -> str:
-    path = schema_dir() / filename
-    try:
-        return path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"schema file {path} not found; set LOYALTY_SCHEMA_DIR to the schemas/ directory"
-        ) from None
+    return _PACKAGE_LIBRARY.text(filename)
 
 
-@cache
-def load_schema(filename: str) -> dict[str, Any]:
-    """The parsed schema; parsed once per process, whatever the number of callers."""
-    return parse_schema(orjson.loads(schema_text(filename)))
+def package_schemas() -> SchemaLibrary:
+    """The package's own schemas (shared, so each file is parsed once per process)."""
+    return _PACKAGE_LIBRARY
+
+
+def schema_library(directory: Path | None) -> SchemaLibrary:
+    """The schemas in `directory` (Settings.schema_dir), else the package's own."""
+    return SchemaLibrary(directory) if directory else _PACKAGE_LIBRARY
+
+
+def schema_fingerprint(schema: Mapping[str, Any]) -> bytes:
+    """CRC-64-AVRO of the schema's parsing canonical form, as single-object encoding
+    writes it."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
 class RawSchema:
@@ -59,9 +120,8 @@ class RawSchema:
     violation can say 'data.points_redeemed' rather than 'loyalty.raw...Data.points_redeemed'.
     """
 
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self._schema = load_schema(filename)
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self._schema = schema
         self._path_of_type = dict(_record_paths(self._schema, ""))
 
     def validate(self, payload: Mapping[str, Any]) -> None:
@@ -159,14 +219,27 @@ def json_type(value: Any) -> str:
 
 
 class SingleObjectCodec:
-    """Avro single-object encoding of one schema, for when no registry is configured."""
+    """Avro single-object encoding, for when no registry is configured.
 
-    def __init__(self, filename: str = CANONICAL_SCHEMA_FILE) -> None:
-        self.schema = load_schema(filename)
-        self.fingerprint = bytes.fromhex(
-            fingerprint(to_parsing_canonical_form(self.schema), "CRC-64-AVRO")
-        )
+    Encodes with `schema` (default: the current canonical schema). Decodes a record
+    written with any schema in `writers` (fingerprint -> schema; default: every
+    released canonical version and the current one) into `schema`'s shape, with Avro
+    schema resolution: fields the reader does not know are skipped, fields the writer
+    did not know take their defaults, enum symbols the reader does not know take the
+    enum's default.
+    """
+
+    def __init__(
+        self,
+        schema: dict[str, Any] | None = None,
+        writers: Mapping[bytes, dict[str, Any]] | None = None,
+    ) -> None:
+        library = package_schemas()
+        self.schema = schema if schema is not None else library.canonical()
+        self.fingerprint = schema_fingerprint(self.schema)
         self._header = SINGLE_OBJECT_MARKER + self.fingerprint
+        self._writers = dict(writers if writers is not None else library.canonical_writers())
+        self._writers[self.fingerprint] = self.schema
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         buffer = io.BytesIO()
@@ -175,11 +248,15 @@ class SingleObjectCodec:
         return buffer.getvalue()
 
     def decode(self, data: bytes) -> dict[str, Any]:
-        header_length = len(self._header)
         if data[:2] != SINGLE_OBJECT_MARKER:
             raise ValueError("not Avro single-object encoded (no C3 01 marker)")
-        if data[2:header_length] != self.fingerprint:
+        written_with = data[2:10]
+        writer = self._writers.get(written_with)
+        if writer is None:
+            known = ", ".join(sorted(fp.hex() for fp in self._writers))
             raise ValueError(
-                f"schema fingerprint {data[2:header_length].hex()} is not {self.fingerprint.hex()}"
+                f"schema fingerprint {written_with.hex()} is not a known canonical schema "
+                f"(known: {known}); upgrade the reader"
             )
-        return schemaless_reader(io.BytesIO(data[header_length:]), self.schema, None)
+        reader = None if writer is self.schema else self.schema
+        return schemaless_reader(io.BytesIO(data[10:]), writer, reader)

@@ -9,7 +9,7 @@ from consumer.config import Settings
 from consumer.kafka_io import clean_record_encoder, new_consumer, new_producer
 from consumer.metrics import Metrics, serve_http
 from consumer.pipeline import Pipeline
-from consumer.runner import Runner, install_signal_handlers
+from consumer.runner import Runner, stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def run_service(settings: Settings, metrics: Metrics | None = None) -> None:
     runner = build_runner(settings, metrics)
     live, ready = probes(settings, runner, metrics)
     server = serve_http(metrics, settings.metrics_port, live, ready)
-    install_signal_handlers(runner, settings.shutdown_deadline_seconds)
     try:
-        runner.run()
+        with stop_on_signals(runner, settings.shutdown_deadline_seconds):
+            runner.run()
     finally:
         server.shutdown()

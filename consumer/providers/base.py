@@ -1,7 +1,10 @@
-"""What the pipeline asks of a provider. A provider module does no I/O."""
+"""What the pipeline asks of a provider, and the helpers providers share. A provider
+module does no I/O."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -19,7 +22,7 @@ class Provider(Protocol):
     redemption_event: str
     """The provider's event type of a redemption; other event types are ignored."""
     raw_schema_file: str
-    """File in schemas/ that a redemption body must satisfy."""
+    """File among the schemas that a redemption body must satisfy."""
     known_event_types: frozenset[str]
     """Every event type the provider documents; others are labelled 'other' in metrics."""
 
@@ -35,6 +38,24 @@ class Provider(Protocol):
         """Raise SignatureMissing or SignatureInvalid unless one secret verifies."""
 
     def normalise(self, body: Mapping[str, Any], headers: Headers) -> CanonicalRecord: ...
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def base64_hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """The signature most webhook schemes send: base64 of HMAC-SHA256."""
+    return base64.b64encode(hmac_sha256(key, message))
+
+
+def first_text(*candidates: Any) -> str | None:
+    """The first candidate that is a non-empty string. Providers name the event type in
+    a body field, a header, or both, each in its own order of trust."""
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return None
 
 
 def matches_any(expected: list[bytes], presented: list[bytes]) -> bool:

@@ -7,7 +7,6 @@ HMAC-SHA256 over "{X-Webhook-Timestamp}.{raw body}".
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +14,13 @@ import orjson
 
 from consumer.errors import NormalizationError, SignatureInvalid, SignatureMissing
 from consumer.providers import fields
-from consumer.providers.base import CanonicalRecord, Headers, matches_any
+from consumer.providers.base import (
+    CanonicalRecord,
+    Headers,
+    first_text,
+    hmac_sha256,
+    matches_any,
+)
 
 USER_AGENT_PREFIX = "mageloyalty-webhook"
 SIGNATURE_HEADER = "x-webhook-signature"
@@ -45,10 +50,7 @@ class MageLoyalty:
 
     def event_type(self, headers: Headers, body: Mapping[str, Any]) -> str | None:
         # The body is covered by the signature and the header is not: the body wins.
-        event = body.get("event")
-        if isinstance(event, str) and event:
-            return event
-        return headers.get(EVENT_HEADER) or None
+        return first_text(body.get("event"), headers.get(EVENT_HEADER))
 
     def verify_signature(self, secrets: tuple[str, ...], headers: Headers, raw_body: bytes) -> None:
         presented = headers.get(SIGNATURE_HEADER)
@@ -64,10 +66,7 @@ class MageLoyalty:
         if presented[: len(SIGNATURE_PREFIX)].lower() == SIGNATURE_PREFIX:
             presented = presented[len(SIGNATURE_PREFIX) :]
         signed = signed_at.encode() + b"." + raw_body
-        expected = [
-            hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest().encode()
-            for secret in secrets
-        ]
+        expected = [hmac_sha256(secret.encode(), signed).hex().encode() for secret in secrets]
         if not matches_any(expected, [presented.lower().encode()]):
             raise SignatureInvalid(
                 "X-Webhook-Signature does not match the HMAC of timestamp and body",
@@ -121,18 +120,6 @@ class MageLoyalty:
                 "refunded_at": None,
             },
         }
-
-
-def signed_headers(secret: str, body: bytes, signed_at: str, event: str) -> list[tuple[str, bytes]]:
-    """The headers Mage Loyalty sends with `body`: for local runs and tests."""
-    digest = hmac.new(secret.encode(), signed_at.encode() + b"." + body, hashlib.sha256)
-    return [
-        ("Content-Type", b"application/json"),
-        ("User-Agent", b"MageLoyalty-Webhook/1.0"),
-        ("X-Webhook-Event", event.encode()),
-        ("X-Webhook-Timestamp", signed_at.encode()),
-        ("X-Webhook-Signature", f"{SIGNATURE_PREFIX}{digest.hexdigest()}".encode()),
-    ]
 
 
 def _content_id(shop, customer_id, occurred_at, points, reward_id, discount_code) -> str:

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
 from consumer.errors import NormalizationError, SignatureInvalid, SignatureMissing
 from consumer.providers import fields
-from consumer.providers.base import CanonicalRecord, Headers, matches_any
+from consumer.providers.base import (
+    CanonicalRecord,
+    Headers,
+    base64_hmac_sha256,
+    first_text,
+    matches_any,
+)
 
 TOPIC_HEADER = "rivo-webhook-topic"
 DOCUMENTED_SIGNATURE_HEADER = "rivo-signature"
@@ -75,14 +79,12 @@ class Rivo:
         )
 
     def event_type(self, headers: Headers, body: Mapping[str, Any]) -> str | None:
-        if headers.get(TOPIC_HEADER):
-            return headers[TOPIC_HEADER]
-        if isinstance(body.get("event_type"), str) and body["event_type"]:
-            return body["event_type"]
         customer = body.get("customer")
-        if isinstance(customer, dict) and isinstance(customer.get("event_type"), str):
-            return customer["event_type"] or None
-        return None
+        return first_text(
+            headers.get(TOPIC_HEADER),
+            body.get("event_type"),
+            customer.get("event_type") if isinstance(customer, dict) else None,
+        )
 
     def verify_signature(self, secrets: tuple[str, ...], headers: Headers, raw_body: bytes) -> None:
         documented = headers.get(DOCUMENTED_SIGNATURE_HEADER)
@@ -159,27 +161,6 @@ class Rivo:
         }
 
 
-def documented_headers(secret: str, body: bytes) -> list[tuple[str, bytes]]:
-    """Headers of Rivo's documented scheme for `body`: for local runs and tests."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
-    return [("Content-Type", b"application/json"), ("Rivo-Signature", base64.b64encode(digest))]
-
-
-def wire_headers(
-    secret: str, body: bytes, topic: str, webhook_id: str, signed_at: int
-) -> list[tuple[str, bytes]]:
-    """Headers as Rivo sends them on the wire (Standard Webhooks): for local runs and tests."""
-    signed = f"{webhook_id}.{signed_at}.".encode() + body
-    digest = hmac.new(_standard_keys(secret)[-1], signed, hashlib.sha256).digest()
-    return [
-        ("content-type", b"application/json"),
-        ("rivo-webhook-topic", topic.encode()),
-        ("rivo-webhook-id", webhook_id.encode()),
-        ("rivo-webhook-timestamp", str(signed_at).encode()),
-        ("rivo-webhook-signature", b"v1," + base64.b64encode(digest)),
-    ]
-
-
 def _source(body: Mapping[str, Any], reward: Mapping[str, Any]) -> str:
     source = body.get("source") or reward.get("source")
     field = "source" if body.get("source") else "reward.source"
@@ -191,10 +172,7 @@ def _source(body: Mapping[str, Any], reward: Mapping[str, Any]) -> str:
 
 
 def _documented_matches(secrets: tuple[str, ...], presented: str, raw_body: bytes) -> bool:
-    expected = [
-        base64.b64encode(hmac.new(secret.encode(), raw_body, hashlib.sha256).digest())
-        for secret in secrets
-    ]
+    expected = [base64_hmac_sha256(secret.encode(), raw_body) for secret in secrets]
     return matches_any(expected, [presented.strip().encode()])
 
 
@@ -209,9 +187,7 @@ def _standard_matches(
         return False
     signed = f"{webhook_id}.{signed_at}.".encode() + raw_body
     expected = [
-        base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
-        for secret in secrets
-        for key in _standard_keys(secret)
+        base64_hmac_sha256(key, signed) for secret in secrets for key in standard_keys(secret)
     ]
     # Space-separated "version,signature" pairs; only v1 (HMAC-SHA256) is defined.
     candidates = [
@@ -222,7 +198,7 @@ def _standard_matches(
     return matches_any(expected, candidates)
 
 
-def _standard_keys(secret: str) -> list[bytes]:
+def standard_keys(secret: str) -> list[bytes]:
     """HMAC keys a configured secret may stand for. Standard Webhooks secrets are
     base64 ('whsec_' + base64 by convention, but the reference library decodes an
     unprefixed secret too); a secret that is not base64 is used as written."""

@@ -13,10 +13,10 @@ from __future__ import annotations
 import statistics
 import time
 
+from consumer.dev.samples import LOCAL_SECRETS, redemption_payload
+from consumer.dev.signing import mage_loyalty_headers, rivo_wire_headers
 from consumer.pipeline import Pipeline
-from consumer.providers import mage_loyalty, rivo
 from consumer.records import Accepted, RawRecord
-from consumer.samples import LOCAL_SECRETS, MAGE_SEED, RIVO_SEED
 from consumer.schemas import SingleObjectCodec
 
 ROUND = 2000
@@ -26,15 +26,11 @@ REPEATS = 7
 def cases() -> list[tuple[str, Pipeline, RawRecord]]:
     unsigned = Pipeline()
     signed = Pipeline(secrets={name: (secret,) for name, secret in LOCAL_SECRETS.items()})
-    mage, rivo_body = MAGE_SEED.read_bytes(), RIVO_SEED.read_bytes()
-    mage_headers = mage_loyalty.signed_headers(
-        LOCAL_SECRETS["mage_loyalty"], mage, "2026-02-18T12:00:00.000Z", "points.redeemed"
-    )
-    rivo_headers = rivo.wire_headers(
-        LOCAL_SECRETS["rivo"], rivo_body, "points_redemption/created", "msg_1", 1771416000
-    )
-    ignored_headers = rivo.wire_headers(
-        LOCAL_SECRETS["rivo"], rivo_body, "notification/reward_expiry_last_chance", "m", 1
+    mage, rivo_body = redemption_payload("mage_loyalty"), redemption_payload("rivo")
+    mage_headers = mage_loyalty_headers(LOCAL_SECRETS["mage_loyalty"], mage, "points.redeemed")
+    rivo_headers = rivo_wire_headers(LOCAL_SECRETS["rivo"], rivo_body, "points_redemption/created")
+    ignored_headers = rivo_wire_headers(
+        LOCAL_SECRETS["rivo"], rivo_body, "notification/reward_expiry_last_chance"
     )
     return [
         ("mage_loyalty accepted, no secret", unsigned, RawRecord(mage, topic="raw")),

@@ -1,44 +1,54 @@
-"""Seed payloads from tests/fixtures/<provider>/ and ways to re-serialise them."""
+"""Seed payloads (each provider's documented redemption, package data under
+consumer/dev/webhooks/<provider>/) and ways to re-serialise them."""
 
 from __future__ import annotations
 
 import copy
 import json
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from consumer.records import Accepted, RawRecord, Rejected
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+WEBHOOKS = Path(str(resources.files("consumer.dev") / "webhooks"))
 
-MAGE_SEED_FILE = FIXTURES / "mage_loyalty" / "points_redeemed.json"
-RIVO_SEED_FILE = FIXTURES / "rivo" / "points_redemption_created.json"
+
+def seed_file(provider_name: str) -> Path:
+    """The file of the provider's first documented redemption payload."""
+    return min(WEBHOOKS.joinpath(provider_name).glob("*.json"))
 
 
 @cache
-def _seed_bytes(path: Path) -> bytes:
-    return path.read_bytes()
+def seed_bytes(provider_name: str) -> bytes:
+    """The provider's seed exactly as stored (the provider's documented example)."""
+    return seed_file(provider_name).read_bytes()
+
+
+def seed(provider_name: str) -> dict[str, Any]:
+    """A fresh, mutable copy of the provider's seed payload."""
+    return copy.deepcopy(json.loads(seed_bytes(provider_name)))
+
+
+MAGE_SEED_FILE = seed_file("mage_loyalty")
+RIVO_SEED_FILE = seed_file("rivo")
 
 
 def mage_seed_bytes() -> bytes:
-    """The Mage Loyalty seed exactly as stored (the provider's documented example)."""
-    return _seed_bytes(MAGE_SEED_FILE)
+    return seed_bytes("mage_loyalty")
 
 
 def rivo_seed_bytes() -> bytes:
-    """The Rivo seed exactly as stored (the provider's documented example)."""
-    return _seed_bytes(RIVO_SEED_FILE)
+    return seed_bytes("rivo")
 
 
 def mage_seed() -> dict[str, Any]:
-    """A fresh, mutable copy of the Mage Loyalty seed payload."""
-    return copy.deepcopy(json.loads(mage_seed_bytes()))
+    return seed("mage_loyalty")
 
 
 def rivo_seed() -> dict[str, Any]:
-    """A fresh, mutable copy of the Rivo seed payload."""
-    return copy.deepcopy(json.loads(rivo_seed_bytes()))
+    return seed("rivo")
 
 
 def dumps(payload: Any) -> bytes:

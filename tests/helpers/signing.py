@@ -97,3 +97,15 @@ def rivo_wire_headers(
         signature = rivo_standard_signature(secret, webhook_id, timestamp, body)
         headers.append(("rivo-webhook-signature", signature.encode()))
     return headers
+
+
+def _rivo_documented_with_topic(body: bytes, secret: str | None = None) -> Headers:
+    return rivo_documented_headers(body, secret, topic="points_redemption/created")
+
+
+# Every way each provider signs a redemption, by provider name: tests that iterate the
+# registry sign with these. A new provider adds its line here (its tests' part).
+REDEMPTION_SIGNERS = {
+    "mage_loyalty": (mage_headers,),
+    "rivo": (_rivo_documented_with_topic, rivo_wire_headers),
+}

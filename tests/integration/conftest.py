@@ -4,7 +4,7 @@ A broker is always provided, never skipped, chosen in this order:
 
 1. ``KAFKA_BOOTSTRAP_SERVERS`` from the environment (must answer a metadata request);
 2. a testcontainers Kafka container, when a Docker engine answers and the container starts;
-3. the project's own Apache Kafka broker (``consumer.local_broker``: Java 17+ and Maven).
+3. the project's own Apache Kafka broker (``consumer.dev.local_broker``: Java 17+ and Maven).
 
 If none of them can be had the session fails with instructions.
 """
@@ -25,7 +25,8 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumer.local_broker import LocalBroker, LocalBrokerError
+from consumer.dev.local_broker import LocalBroker, LocalBrokerError
+from tests.integration.installed_wheel import InstalledWheel, build_wheel, install_wheel
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ HOW_TO_GET_A_BROKER = (
     "The integration tests need a Kafka broker and none could be started. Any one of these "
     "provides one:\n"
     "  * install Java 17+ and Maven (mvn on PATH): the tests then start the project's own "
-    "Apache Kafka broker (prefetch with `python -m consumer.local_broker fetch`);\n"
+    "Apache Kafka broker (prefetch with `python -m consumer.dev.local_broker fetch`);\n"
     "  * set KAFKA_BOOTSTRAP_SERVERS=host:port to a running broker;\n"
     "  * run a Docker engine, so testcontainers can start a Kafka container."
 )
@@ -103,7 +104,7 @@ def kafka_bootstrap_servers(request: pytest.FixtureRequest) -> Iterator[str]:
         _fail(f"{exc}\n\n{HOW_TO_GET_A_BROKER}")
     _describe(
         config,
-        f"project's local Apache Kafka {broker.kafka_version} broker (consumer.local_broker) "
+        f"project's local Apache Kafka {broker.kafka_version} broker (consumer.dev.local_broker) "
         f"at {broker.bootstrap_servers}, pid {broker.pid}, started in "
         f"{broker.startup_seconds:.1f}s",
     )
@@ -212,3 +213,10 @@ def _wait_for_leaders(admin: AdminClient, topic: str, partitions: int) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"topic {topic} has no leader for every partition yet")
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> InstalledWheel:
+    """The wheel of this checkout, installed into a fresh venv outside the repository."""
+    work = tmp_path_factory.mktemp("wheel")
+    return install_wheel(build_wheel(work), work / "venv")

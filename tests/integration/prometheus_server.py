@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from consumer.local_broker import die_with_parent_preexec, free_ports
+from consumer.dev.local_broker import die_with_parent_preexec, free_ports
 
 # Readiness of a fresh Prometheus with an empty TSDB takes about a second.
 START_TIMEOUT_SECONDS = 60.0

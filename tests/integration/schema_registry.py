@@ -27,7 +27,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from consumer.local_broker import die_with_parent_preexec, free_ports
+from consumer.dev.local_broker import die_with_parent_preexec, free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / "deploy" / "schema-registry" / "pom.xml"

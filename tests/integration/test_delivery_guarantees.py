@@ -9,8 +9,8 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from consumer.dead_letter import REASON, VALUE_OMITTED_BYTES
+from consumer.dev.samples import LOCAL_SECRETS
 from consumer.errors import DeliveryFailed
-from consumer.samples import LOCAL_SECRETS
 from tests.integration.service_harness import (
     committed_offsets,
     everything_committed,

@@ -9,7 +9,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from consumer.samples import LOCAL_SECRETS, sample_webhooks
+from consumer.dev.samples import LOCAL_SECRETS, sample_webhooks
 from tests.integration.prometheus_server import PrometheusServer
 from tests.integration.service_harness import (
     everything_committed,

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumer.kafka_io import ensure_topics
-from consumer.local_broker import LocalBroker, free_ports
+from consumer.dev.local_broker import LocalBroker, free_ports
+from consumer.dev.samples import LOCAL_SECRETS
+from consumer.dev.topics import ensure_topics
 from consumer.runner import EXIT_SHUTDOWN_DEADLINE
-from consumer.samples import LOCAL_SECRETS
 from tests.integration.service_harness import produce_all, wait_until
 from tests.integration.test_service import rivo_redemptions
 

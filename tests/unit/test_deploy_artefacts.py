@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from consumer.metrics import Metrics
-from consumer.schemas import load_schema, schema_dir
+from consumer.schemas import load_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 # Enough of a librdkafka statistics snapshot for every derived metric to be exposed.
@@ -73,7 +73,12 @@ def test_monitoring_files_name_only_exposed_metrics(path):
     assert referenced <= exposed_names(), referenced - exposed_names()
 
 
-@pytest.mark.parametrize("schema_file", sorted(p.name for p in schema_dir().glob("*.avsc")))
+SCHEMA_FILES = sorted(
+    str(p.relative_to(ROOT / "schemas")) for p in (ROOT / "schemas").rglob("*.avsc")
+)
+
+
+@pytest.mark.parametrize("schema_file", SCHEMA_FILES)
 def test_every_schema_field_has_a_doc(schema_file):
     undocumented = []
 
@@ -87,6 +92,6 @@ def test_every_schema_field_has_a_doc(schema_file):
                     undocumented.append(f"{path}{field['name']}")
                 walk(field["type"], f"{path}{field['name']}.")
 
-    walk(orjson.loads((schema_dir() / schema_file).read_bytes()), "")
+    walk(orjson.loads((ROOT / "schemas" / schema_file).read_bytes()), "")
     load_schema(schema_file)  # and it parses
     assert undocumented == []

@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from consumer.__main__ import main
-from consumer.samples import MAGE_SEED, RIVO_SEED
+from tests.helpers.payloads import MAGE_SEED_FILE as MAGE_SEED
+from tests.helpers.payloads import RIVO_SEED_FILE as RIVO_SEED
 
 
 def run(capsysbinary, *args: str, stdin: bytes | None = None, monkeypatch=None):

@@ -14,20 +14,22 @@ from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
 from consumer.errors import ConfigError, SchemaViolation
+from consumer.providers import PROVIDER_NAMES, PROVIDERS
 from consumer.records import Accepted
 from consumer.schemas import (
     CANONICAL_SCHEMA_FILE,
     RawSchema,
+    SchemaLibrary,
     SingleObjectCodec,
     load_schema,
-    schema_dir,
+    package_schemas,
     schema_text,
 )
 from tests.helpers import payloads
 from tests.helpers.payloads import raw_record, set_path
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
-RAW_SCHEMA_FILES = ("mage_loyalty.points_redeemed.avsc", "rivo.points_redemption_created.avsc")
+RAW_SCHEMA_FILES = tuple(provider.raw_schema_file for provider in PROVIDERS)
 
 # --- CRC-64-AVRO, written from the Avro specification ("Schema Fingerprints") -------------
 
@@ -64,7 +66,7 @@ def canonical_schema() -> dict:
 
 def accepted_records(pipeline) -> list[dict]:
     records = []
-    for seed in (payloads.mage_seed_bytes(), payloads.rivo_seed_bytes()):
+    for seed in map(payloads.seed_bytes, PROVIDER_NAMES):
         outcome = pipeline.process(raw_record(seed))
         assert isinstance(outcome, Accepted)
         records.append(outcome.record)
@@ -147,11 +149,16 @@ def test_canonical_schema_has_the_contracts_fields_and_types():
         assert {n: _kind(f["type"]) for n, f in nested.items()} == expected, name
 
 
-def test_canonical_enums_have_the_contracts_symbols():
+def test_canonical_enums_have_the_contracts_symbols_and_a_default_for_later_ones():
+    # 'other' is the one addition to the contract's symbols: the default an older
+    # reader resolves a newer symbol to (Avro enum resolution). The service never
+    # writes it.
     top = _fields(_raw_canonical())
-    assert top["provider"]["type"]["symbols"] == ["mage_loyalty", "rivo"]
-    assert top["source"]["type"]["symbols"] == ["points", "credits"]
+    assert top["provider"]["type"]["symbols"] == ["mage_loyalty", "rivo", "other"]
+    assert top["source"]["type"]["symbols"] == ["points", "credits", "other"]
     reward_type = _fields(top["reward"]["type"])["type"]["type"][1]
+    for enum in (top["provider"]["type"], top["source"]["type"], reward_type):
+        assert enum["default"] == "other"
     assert reward_type["symbols"] == [
         "fixed_amount",
         "percentage",
@@ -164,7 +171,7 @@ def test_canonical_enums_have_the_contracts_symbols():
 def test_provider_enum_lists_every_registered_provider():
     from consumer.providers import PROVIDER_NAMES
 
-    assert list(PROVIDER_NAMES) == _fields(_raw_canonical())["provider"]["type"]["symbols"]
+    assert [*PROVIDER_NAMES, "other"] == _fields(_raw_canonical())["provider"]["type"]["symbols"]
 
 
 def test_nullable_fields_default_to_null():
@@ -281,22 +288,27 @@ def test_load_schema_parses_once():
     assert load_schema(CANONICAL_SCHEMA_FILE) is load_schema(CANONICAL_SCHEMA_FILE)
 
 
-def test_schema_dir_defaults_to_the_repository_copy(monkeypatch):
-    monkeypatch.delenv("LOYALTY_SCHEMA_DIR", raising=False)
-    assert schema_dir() == SCHEMA_DIR
+def test_the_packaged_schemas_are_the_repository_copy():
+    for path in SCHEMA_DIR.rglob("*.avsc"):
+        name = str(path.relative_to(SCHEMA_DIR))
+        assert schema_text(name) == path.read_text(), name
 
 
-def test_schema_dir_from_the_environment(monkeypatch, tmp_path):
+def test_the_environment_does_not_reach_the_schema_module(monkeypatch, tmp_path):
+    # LOYALTY_SCHEMA_DIR is read once, by Settings; the library is handed the directory.
+    monkeypatch.setenv("LOYALTY_SCHEMA_DIR", str(tmp_path))
+    assert package_schemas().directory is None
+    assert schema_text(CANONICAL_SCHEMA_FILE) == (SCHEMA_DIR / CANONICAL_SCHEMA_FILE).read_text()
+
+
+def test_a_schema_directory_overrides_the_packaged_schemas(tmp_path):
     (tmp_path / "x.avsc").write_text('"string"')
-    monkeypatch.setenv("LOYALTY_SCHEMA_DIR", str(tmp_path))
-    assert schema_dir() == tmp_path
-    assert schema_text("x.avsc") == '"string"'
+    assert SchemaLibrary(tmp_path).text("x.avsc") == '"string"'
 
 
-def test_missing_schema_file_is_a_config_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("LOYALTY_SCHEMA_DIR", str(tmp_path))
+def test_missing_schema_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="LOYALTY_SCHEMA_DIR"):
-        schema_text(CANONICAL_SCHEMA_FILE)
+        SchemaLibrary(tmp_path).text(CANONICAL_SCHEMA_FILE)
 
 
 # --- raw schemas --------------------------------------------------------------------------
@@ -304,12 +316,12 @@ def test_missing_schema_file_is_a_config_error(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def mage_raw() -> RawSchema:
-    return RawSchema("mage_loyalty.points_redeemed.avsc")
+    return RawSchema(load_schema("mage_loyalty.points_redeemed.avsc"))
 
 
 @pytest.fixture(scope="module")
 def rivo_raw() -> RawSchema:
-    return RawSchema("rivo.points_redemption_created.avsc")
+    return RawSchema(load_schema("rivo.points_redemption_created.avsc"))
 
 
 def test_raw_schemas_accept_the_seeds(mage_raw, rivo_raw):

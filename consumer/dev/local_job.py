@@ -17,9 +17,9 @@ from types import MappingProxyType
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from consumer.config import Settings
-from consumer.kafka_io import ensure_topics
+from consumer.dev.samples import LOCAL_SECRETS, sample_webhooks
+from consumer.dev.topics import ensure_topics
 from consumer.reader import RedemptionReader
-from consumer.samples import LOCAL_SECRETS, sample_webhooks
 from consumer.service import run_service
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 def run_local(settings: Settings, feed_samples: bool = True) -> None:
     broker = None
     if not settings.bootstrap_servers:
-        from consumer.local_broker import LocalBroker
+        from consumer.dev.local_broker import LocalBroker
 
         broker = LocalBroker()
         broker.start()

@@ -2,11 +2,12 @@
 
 The integration tests need a real broker, and a Docker engine is not always there. Java and
 Maven are enough: ``ensure_jars`` resolves the broker's classpath from
-``deploy/kafka-local/pom.xml`` once into a cache outside the repository, and ``LocalBroker``
-formats a throwaway log directory and runs ``kafka.Kafka`` on free loopback ports.
+``consumer/dev/kafka/pom.xml`` (package data) once into a cache outside the repository,
+and ``LocalBroker`` formats a throwaway log directory and runs ``kafka.Kafka`` on free
+loopback ports.
 
-    python -m consumer.local_broker fetch            # resolve the jars only
-    python -m consumer.local_broker run --port 9092  # run until Ctrl-C / SIGTERM
+    python -m consumer.dev.local_broker fetch            # resolve the jars only
+    python -m consumer.dev.local_broker run --port 9092  # run until Ctrl-C / SIGTERM
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -41,10 +43,9 @@ from confluent_kafka.admin import AdminClient
 
 log = logging.getLogger(__name__)
 
-# The module is not self-contained: the pom and log4j config live in the checkout, so this
-# only works from an editable install or a source tree (see _require_pom).
-REPO_ROOT = Path(__file__).resolve().parent.parent
-KAFKA_LOCAL_DIR = REPO_ROOT / "deploy" / "kafka-local"
+# Package data, so `loyalty-consumer local` works from an installed wheel too. Maven and
+# the JVM need real paths; a wheel installed into site-packages has them.
+KAFKA_LOCAL_DIR = Path(str(resources.files("consumer.dev") / "kafka"))
 POM_PATH = KAFKA_LOCAL_DIR / "pom.xml"
 LOG4J_CONFIG_PATH = KAFKA_LOCAL_DIR / "log4j2.yaml"
 
@@ -457,8 +458,7 @@ class LocalBroker:
 def _require_pom() -> Path:
     if not POM_PATH.is_file():
         raise LocalBrokerError(
-            f"{POM_PATH} not found: the local Kafka broker needs the repository checkout "
-            "(run from a source tree or install with `pip install -e .`)"
+            f"{POM_PATH} not found: the package was installed without its data files"
         )
     return POM_PATH
 
@@ -517,8 +517,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _new_cluster_id() -> str:
-    # Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding. An id
+    starting with '-' would read as an option to `kafka-storage format -t`; Kafka's own
+    Uuid.randomUuid() draws again in that case, and so do we (1 draw in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def die_with_parent_preexec() -> Callable[[], None] | None:
@@ -567,7 +572,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m consumer.local_broker",
+        prog="python -m consumer.dev.local_broker",
         description="Fetch or run the project's single-node Apache Kafka broker.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

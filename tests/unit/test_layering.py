@@ -1,0 +1,80 @@
+"""The dependency rules of the package, read from the import statements themselves:
+runtime modules never import the development package, and the lower layers never reach
+up (configuration knows no providers; metrics know no provider registry)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "consumer"
+
+
+def imported_modules(path: Path, top_level_only: bool = False) -> set[str]:
+    """Every consumer.* module a file imports, at any depth (lazy imports included)
+    unless `top_level_only`."""
+    found = set()
+    tree = ast.parse(path.read_text())
+    for node in tree.body if top_level_only else ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith("consumer")}
+
+
+def runtime_modules() -> list[Path]:
+    return sorted(
+        p
+        for p in PACKAGE.rglob("*.py")
+        if "dev" not in p.relative_to(PACKAGE).parts and p.name != "__main__.py"
+    )
+
+
+def test_the_walk_sees_imports():
+    # Guards the guard: the development package itself does import runtime modules.
+    assert "consumer.service" in imported_modules(PACKAGE / "dev" / "local_job.py")
+
+
+@pytest.mark.parametrize("path", runtime_modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_runtime_modules_never_import_the_development_package(path):
+    reaching = {name for name in imported_modules(path) if name.startswith("consumer.dev")}
+    assert reaching == set()
+
+
+def test_the_cli_loads_the_development_package_only_for_the_local_command():
+    # The CLI dispatches every command, `local` included; it imports that command's
+    # module inside the branch that runs it, so `run` and `normalize` never load it.
+    main = PACKAGE / "__main__.py"
+    assert not any(n.startswith("consumer.dev") for n in imported_modules(main, True))
+    assert "consumer.dev.local_job" in imported_modules(main)
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("config.py", "consumer.providers"),
+        ("metrics.py", "consumer.providers"),
+        ("errors.py", "consumer."),
+        ("records.py", "consumer."),
+        ("schemas.py", "consumer.providers"),
+    ],
+)
+def test_lower_layers_do_not_reach_up(module, forbidden):
+    allowed = {"consumer.errors"} if module != "errors.py" else set()
+    if module == "metrics.py":
+        allowed.add("consumer.__version__")
+        allowed.add("consumer")
+    reaching = {
+        name for name in imported_modules(PACKAGE / module) if name.startswith(forbidden)
+    } - allowed
+    assert reaching == set()
+
+
+def test_the_pipeline_knows_nothing_of_kafka():
+    for module in ("pipeline.py", "schemas.py", "records.py", "providers/base.py"):
+        source = (PACKAGE / module).read_text()
+        assert "confluent_kafka" not in source, module
