@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # Re-install whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install broker-jars prometheus lint rules test unit integration run bench-pipeline clean
+.PHONY: install broker-jars prometheus lint rules test unit integration run bench-pipeline chaos clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ run: install broker-jars
 # Pipeline cost per record and provider, without Kafka.
 bench-pipeline: install
 	$(BIN)/python -m tests.benchmarks.pipeline_cost
+
+# The fault scenarios of tests/integration/test_fault_tolerance.py at any size, both
+# guarantees, printing the ledger per scenario: make chaos RECORDS=100000 FAULTS=3 SEED=7
+RECORDS ?= 20000
+FAULTS  ?= 3
+SEED    ?= 7
+chaos: install broker-jars
+	$(BIN)/python -m tests.integration.chaos --records $(RECORDS) --faults $(FAULTS) --seed $(SEED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -20,7 +20,7 @@ import orjson
 
 from consumer import __version__, logs
 from consumer.config import Settings
-from consumer.errors import ConfigError, LoyaltyConsumerError
+from consumer.errors import ConfigError, KafkaFailure, LoyaltyConsumerError
 from consumer.pipeline import Pipeline
 from consumer.records import Accepted, Ignored, RawRecord, iso_utc
 
@@ -42,8 +42,15 @@ RUN_HELP = """Run the service until SIGTERM or Ctrl-C. Settings come from the en
   KAFKA_<PROP>, KAFKA_CONSUMER_<PROP>, KAFKA_PRODUCER_<PROP>
                                    any librdkafka property (KAFKA_SECURITY_PROTOCOL=SASL_SSL)
 
+  LOYALTY_PROCESSING_GUARANTEE     at-least-once (default) or exactly-once
+  LOYALTY_MEMBER_NAME              this member's name, unique in the group (host name)
+  LOYALTY_STATIC_MEMBERSHIP        true: the member name is the static group.instance.id
+  LOYALTY_CHECKPOINT_INTERVAL_MS   exactly-once: longest time between commits (1000)
+
 Exit status: 0 stopped cleanly, 1 stopped on an error, 2 bad settings,
-3 the shutdown deadline passed."""
+3 the shutdown deadline passed, 4 the final commit failed (the next owner re-reads
+what was not committed), 5 fenced by a newer member with the same name
+(exactly-once)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     normalize = commands.add_parser(
         "normalize", help="run the pipeline on raw webhook files and print one JSON line each"
     )
-    normalize.add_argument("files", nargs="*", help="raw webhook bodies (stdin when none)")
+    normalize.add_argument(
+        "files", nargs="*", help="raw webhook bodies; '-' or none reads standard input"
+    )
     normalize.add_argument(
         "--header",
         action="append",
@@ -97,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"loyalty-consumer: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KafkaFailure as exc:
+        log.error("service stopped", extra={"error": str(exc), "exit_status": exc.exit_status})
+        return exc.exit_status
     except LoyaltyConsumerError as exc:
         log.error("service stopped", extra={"error": str(exc)})
         return 1
@@ -117,17 +129,16 @@ def _normalize(files: list[str], header_args: list[str], parser: argparse.Argume
     settings = Settings.from_env()
     pipeline = Pipeline.from_settings(settings)
 
-    inputs: list[tuple[str, bytes]] = []
-    for name in files:
-        try:
-            inputs.append((name, Path(name).read_bytes()))
-        except OSError as exc:
-            parser.error(f"cannot read {name}: {exc.strerror}")
-    if not files:
-        inputs.append(("-", sys.stdin.buffer.read()))
-
     status = EXIT_OK
-    for name, value in inputs:
+    for name in files or ["-"]:
+        # '-' is standard input, as for most Unix tools. A file that cannot be read is
+        # reported and skipped: the others still get their line (exit status 2 at the end).
+        try:
+            value = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        except OSError as exc:
+            print(f"loyalty-consumer: cannot read {name}: {exc.strerror}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
         outcome = pipeline.process(RawRecord(value=value, headers=headers, topic=name))
         if isinstance(outcome, Accepted):
             line: dict[str, Any] = {"outcome": "accepted", "record": _jsonable(outcome.record)}
@@ -139,7 +150,7 @@ def _normalize(files: list[str], header_args: list[str], parser: argparse.Argume
                 "field": None,
             }
         else:
-            status = EXIT_REJECTED
+            status = max(status, EXIT_REJECTED)
             line = {
                 "outcome": "rejected",
                 "reason": outcome.reason,

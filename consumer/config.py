@@ -10,8 +10,10 @@ written as single underscores; a double underscore stands for a literal undersco
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +34,32 @@ _SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "user.info", "oau
 _SERVICE_LINK_VARIABLE = re.compile(
     r"KAFKA_(\w+_)?(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?)"
 )
-# The at-least-once guarantee rests on these: offsets are stored by the runner only
-# once acknowledged, and librdkafka commits what is stored. Not overridable.
-_PINNED_CONSUMER_PROPERTIES = {"enable.auto.offset.store": False, "enable.auto.commit": True}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+AT_LEAST_ONCE = "at-least-once"
+EXACTLY_ONCE = "exactly-once"
+PROCESSING_GUARANTEES = (AT_LEAST_ONCE, EXACTLY_ONCE)
+
+# Each guarantee rests on these; they are not overridable. At-least-once: offsets are
+# stored by the runner only once acknowledged, and librdkafka commits what is stored.
+# Exactly-once: offsets are committed only inside the producer's transactions, and the
+# raw topic is read as committed (a transactional upstream's aborted records are skipped).
+_PINNED_CONSUMER_PROPERTIES = {
+    AT_LEAST_ONCE: {"enable.auto.offset.store": False, "enable.auto.commit": True},
+    EXACTLY_ONCE: {
+        "enable.auto.offset.store": False,
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    },
+}
 # Room for the dead-letter headers on top of a value at the payload limit.
 _HEADER_ROOM_BYTES = 64 * 1024
 _URL_USERINFO = re.compile(r"(?<=://)[^/@]+@")
 _WEBHOOK_SECRET_VARIABLE = re.compile(r"([A-Z][A-Z0-9_]*)_WEBHOOK_SECRET")
+# Settings that may hold a secret, and so may be read from <NAME>_FILE instead.
+_TAKES_A_FILE = re.compile(
+    r"[A-Z][A-Z0-9_]*_WEBHOOK_SECRET|SCHEMA_REGISTRY_URL|SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"
+    r"|KAFKA_\w+"
+)
 
 
 @dataclass(frozen=True)
@@ -76,10 +97,27 @@ class Settings:
 
     # LOYALTY_SCHEMA_DIR: a directory of .avsc files to use instead of the package's own.
     schema_dir: Path | None = None
+    processing_guarantee: str = AT_LEAST_ONCE
+    # Names this member: the transactional.id in exactly-once mode (so a restarted member
+    # fences its zombie) and, with static membership, the group.instance.id. Must be
+    # unique within the group (a pod name is; a host running several members is not).
+    member_name: str = field(default_factory=socket.gethostname)
+    # Static membership suits members with stable names (a StatefulSet): a restart
+    # within the session timeout gets the same partitions back without a rebalance. A
+    # static member does not leave the group when it stops, so with names that change
+    # on every restart (a Deployment) its partitions would idle for a session timeout.
+    static_membership: bool = False
+    # A member that stops heart-beating loses its partitions after this long. With
+    # static membership a restart within it gets them back without a rebalance.
+    session_timeout_ms: int = 15_000
+    # Exactly-once: a transaction commits after this long or this many records,
+    # whichever comes first. The interval is the latency a read_committed reader sees.
+    checkpoint_interval_ms: int = 1_000
+    checkpoint_records: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+        env = _read_files(os.environ if env is None else env)
         # <PROVIDER>_WEBHOOK_SECRET for any provider name; the pipeline refuses names
         # that are not in its registry, so a misspelt variable is not a silently
         # unverified provider.
@@ -91,10 +129,10 @@ class Settings:
         defaults = cls()
         return cls(
             bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-            raw_topic=env.get("LOYALTY_RAW_TOPIC", defaults.raw_topic),
-            clean_topic=env.get("LOYALTY_CLEAN_TOPIC", defaults.clean_topic),
-            dead_letter_topic=env.get("LOYALTY_DLQ_TOPIC", defaults.dead_letter_topic),
-            group_id=env.get("LOYALTY_GROUP_ID", defaults.group_id),
+            raw_topic=_name(env, "LOYALTY_RAW_TOPIC", defaults.raw_topic),
+            clean_topic=_name(env, "LOYALTY_CLEAN_TOPIC", defaults.clean_topic),
+            dead_letter_topic=_name(env, "LOYALTY_DLQ_TOPIC", defaults.dead_letter_topic),
+            group_id=_name(env, "LOYALTY_GROUP_ID", defaults.group_id),
             max_payload_bytes=_positive_int(
                 env, "LOYALTY_MAX_PAYLOAD_BYTES", defaults.max_payload_bytes
             ),
@@ -102,37 +140,70 @@ class Settings:
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
             schema_registry_basic_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO") or None,
             batch_size=_positive_int(env, "LOYALTY_BATCH_SIZE", defaults.batch_size),
-            poll_timeout_seconds=_float(
+            poll_timeout_seconds=_positive_float(
                 env, "LOYALTY_POLL_TIMEOUT_SECONDS", defaults.poll_timeout_seconds
             ),
-            metrics_port=_int(env, "LOYALTY_METRICS_PORT", defaults.metrics_port),
-            liveness_timeout_seconds=_float(
+            metrics_port=_port(env, "LOYALTY_METRICS_PORT", defaults.metrics_port),
+            liveness_timeout_seconds=_positive_float(
                 env, "LOYALTY_LIVENESS_TIMEOUT_SECONDS", defaults.liveness_timeout_seconds
             ),
-            shutdown_deadline_seconds=_float(
+            shutdown_deadline_seconds=_positive_float(
                 env, "LOYALTY_SHUTDOWN_DEADLINE_SECONDS", defaults.shutdown_deadline_seconds
             ),
             statistics_interval_ms=_positive_int(
                 env, "LOYALTY_STATISTICS_INTERVAL_MS", defaults.statistics_interval_ms
             ),
-            log_level=env.get("LOYALTY_LOG_LEVEL", defaults.log_level).upper(),
+            log_level=_choice(
+                {k: v.upper() for k, v in env.items() if k == "LOYALTY_LOG_LEVEL"},
+                "LOYALTY_LOG_LEVEL",
+                defaults.log_level,
+                LOG_LEVELS,
+            ),
             schema_dir=Path(env["LOYALTY_SCHEMA_DIR"]) if env.get("LOYALTY_SCHEMA_DIR") else None,
+            processing_guarantee=_choice(
+                env,
+                "LOYALTY_PROCESSING_GUARANTEE",
+                defaults.processing_guarantee,
+                PROCESSING_GUARANTEES,
+            ),
+            member_name=env.get("LOYALTY_MEMBER_NAME") or defaults.member_name,
+            static_membership=_boolean(env, "LOYALTY_STATIC_MEMBERSHIP", False),
+            session_timeout_ms=_positive_int(
+                env, "LOYALTY_SESSION_TIMEOUT_MS", defaults.session_timeout_ms
+            ),
+            checkpoint_interval_ms=_positive_int(
+                env, "LOYALTY_CHECKPOINT_INTERVAL_MS", defaults.checkpoint_interval_ms
+            ),
+            checkpoint_records=_positive_int(
+                env, "LOYALTY_CHECKPOINT_RECORDS", defaults.checkpoint_records
+            ),
             kafka_common=_passthrough(
                 env,
                 "KAFKA_",
                 exclude=("KAFKA_CONSUMER_", "KAFKA_PRODUCER_", "KAFKA_BOOTSTRAP_SERVERS"),
             ),
-            kafka_consumer=_passthrough(env, "KAFKA_CONSUMER_"),
-            kafka_producer=_passthrough(env, "KAFKA_PRODUCER_"),
+            kafka_consumer=_passthrough(env, "KAFKA_CONSUMER_", client="consumer"),
+            kafka_producer=_passthrough(env, "KAFKA_PRODUCER_", client="producer"),
         )
 
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == EXACTLY_ONCE
+
+    @property
+    def transactional_id(self) -> str:
+        """Stable per member: a restarted member fences the transactions of its zombie."""
+        return f"{self.group_id}-{self.member_name}"
+
     def consumer_config(self) -> dict[str, Any]:
+        pinned = _PINNED_CONSUMER_PROPERTIES[self.processing_guarantee]
         config: dict[str, Any] = {
             "group.id": self.group_id,
             # Offsets are stored by the runner once a record's output is acknowledged;
             # librdkafka then commits the stored offsets in the background. Storing on
             # consume (the default) would commit records whose output may still be lost.
-            **_PINNED_CONSUMER_PROPERTIES,
+            **pinned,
+            "session.timeout.ms": self.session_timeout_ms,
             # A new group starts from the oldest webhook kept: skipping to the end would
             # silently lose redemptions that arrived before the first deployment.
             "auto.offset.reset": "earliest",
@@ -140,12 +211,16 @@ class Settings:
             "partition.assignment.strategy": "cooperative-sticky",
             "statistics.interval.ms": self.statistics_interval_ms,
         }
+        if self.static_membership:
+            # Static membership: a restart within the session timeout keeps the member's
+            # partitions without a rebalance.
+            config["group.instance.id"] = self.member_name
         config = self._with_overrides(config, self.kafka_consumer)
-        for name, required in _PINNED_CONSUMER_PROPERTIES.items():
+        for name, required in pinned.items():
             if str(config[name]).lower() != str(required).lower():
                 raise ConfigError(
-                    f"{name} must stay {str(required).lower()}: offsets are committed only "
-                    "once the output is acknowledged"
+                    f"{name} must stay {str(required).lower()} in {self.processing_guarantee} "
+                    "mode: offsets are committed only once the output is acknowledged"
                 )
         return config
 
@@ -164,6 +239,11 @@ class Settings:
             # topic. The topic's own limit still applies (see dead-letter headers).
             "message.max.bytes": max(1_000_000, self.max_payload_bytes + _HEADER_ROOM_BYTES),
         }
+        if self.exactly_once:
+            config["transactional.id"] = self.transactional_id
+            # Longer than a checkpoint plus a broker restart; the coordinator aborts a
+            # transaction left open longer (a member that died mid-checkpoint).
+            config["transaction.timeout.ms"] = max(60_000, 10 * self.checkpoint_interval_ms)
         return self._with_overrides(config, self.kafka_producer)
 
     def _with_overrides(self, config: dict[str, Any], specific: Mapping[str, str]) -> dict:
@@ -190,6 +270,9 @@ class Settings:
             and _URL_USERINFO.sub("***@", self.schema_registry_url),
             "batch_size": self.batch_size,
             "metrics_port": self.metrics_port,
+            "processing_guarantee": self.processing_guarantee,
+            "member_name": self.member_name,
+            "static_membership": self.static_membership,
         }
         for scope, props in (
             ("kafka", self.kafka_common),
@@ -202,11 +285,33 @@ class Settings:
         return shown
 
 
+def _read_files(env: Mapping[str, str]) -> dict[str, str]:
+    """<NAME>_FILE for any secret-bearing setting (the Docker / Kubernetes secret-file
+    convention): the setting's value is the file's content, without a final newline.
+    Secrets then never sit in the process environment of a container spec."""
+    resolved = dict(env)
+    for name, path in env.items():
+        base = name.removesuffix("_FILE")
+        if base == name or not _TAKES_A_FILE.fullmatch(base):
+            continue
+        if base in env:
+            raise ConfigError(f"{base} and {name} are both set; set one")
+        try:
+            resolved[base] = Path(path).read_text("utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise ConfigError(f"{name}: cannot read {path} ({reason})") from None
+        del resolved[name]
+    return resolved
+
+
 def _split_secrets(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _passthrough(env: Mapping[str, str], prefix: str, exclude: tuple[str, ...] = ()) -> dict:
+def _passthrough(
+    env: Mapping[str, str], prefix: str, exclude: tuple[str, ...] = (), client: str = "both"
+) -> dict:
     props = {}
     for name, value in env.items():
         if (
@@ -217,8 +322,34 @@ def _passthrough(env: Mapping[str, str], prefix: str, exclude: tuple[str, ...] =
             continue
         prop = name[len(prefix) :].lower().replace("__", "\0").replace("_", ".").replace("\0", "_")
         if prop:
+            _check_property(name, prop, value, client)
             props[prop] = value
     return props
+
+
+def _check_property(variable: str, prop: str, value: str, client: str) -> None:
+    """librdkafka itself says whether a property exists and takes this value: a throwaway
+    client (no bootstrap servers, so it never connects) is created with it alone."""
+    from confluent_kafka import Consumer, KafkaException, Producer
+
+    quiet = logging.getLogger("consumer.config.check")
+    quiet.disabled = True
+    try:
+        if client in ("both", "producer"):
+            Producer({prop: value}, logger=quiet)
+        if client in ("both", "consumer"):
+            Consumer({"group.id": "settings-check", prop: value}, logger=quiet).close()
+    except KafkaException as exc:
+        message = exc.args[0].str()
+        # Only what is wrong with this property alone; a combination that does not work
+        # (SASL_SSL without its mechanism, ...) is reported when the clients are built.
+        if not message.startswith(("No such configuration property", "Invalid value")):
+            return
+        if any(word in prop for word in _SECRET_WORDS):  # librdkafka quotes the value
+            raise ConfigError(f"{variable}: librdkafka refuses this value") from None
+        raise ConfigError(f"{variable}: {message}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{variable}: {exc}") from None
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -232,6 +363,50 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     value = _int(env, name, default)
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {env[name]!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _name(env: Mapping[str, str], name: str, default: str) -> str:
+    """A topic or group name: unset takes the default; set, it must say something."""
+    if name not in env:
+        return default
+    value = env[name].strip()
+    if not value or any(c.isspace() for c in value):
+        raise ConfigError(f"{name} must be a non-empty name without spaces, got {env[name]!r}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if not 0 <= value <= 65535:
+        raise ConfigError(
+            f"{name} must be a port number (0-65535; 0 picks a free one), got {value}"
+        )
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not value > 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {env[name]!r}")
     return value
 
 

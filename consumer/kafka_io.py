@@ -8,9 +8,10 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.config import Settings
+from consumer.errors import ConfigError
 from consumer.metrics import Metrics
 from consumer.records import RawRecord
 from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_library
@@ -129,11 +130,22 @@ class OffsetTracker:
 
 
 def new_consumer(settings: Settings, metrics: Metrics) -> Consumer:
-    return Consumer({**settings.consumer_config(), **_callbacks("consumer", metrics)}, logger=log)
+    config = {**settings.consumer_config(), **_callbacks("consumer", metrics)}
+    return _client(Consumer, "consumer", config)
 
 
 def new_producer(settings: Settings, metrics: Metrics) -> Producer:
-    return Producer({**settings.producer_config(), **_callbacks("producer", metrics)}, logger=log)
+    config = {**settings.producer_config(), **_callbacks("producer", metrics)}
+    return _client(Producer, "producer", config)
+
+
+def _client(client_type: type, name: str, config: dict[str, Any]) -> Any:
+    """librdkafka checks the settings as a whole when a client is built (SASL_SSL needs
+    a mechanism, ...): a refusal is a settings error, said in one line."""
+    try:
+        return client_type(config, logger=log)
+    except KafkaException as exc:
+        raise ConfigError(f"the Kafka {name} refused its settings: {exc.args[0].str()}") from None
 
 
 def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:

@@ -43,6 +43,8 @@ disable_created_metrics()
 # Pipeline cost per record is tens of microseconds; a batch is up to a few hundred ms.
 RECORD_SECONDS_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025, 0.1)
 BATCH_SECONDS_BUCKETS = (1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+# A checkpoint is about LOYALTY_CHECKPOINT_INTERVAL_MS (1 s) plus the commit round trips.
+TRANSACTION_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30)
 # Webhooks arrive seconds to minutes after the redemption; a backlog makes it hours.
 LATENCY_SECONDS_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
@@ -109,6 +111,23 @@ class Metrics:
         self.commit_errors = Counter(
             "loyalty_commit_errors_total", "Failed offset commits.", registry=r
         )
+        self.final_commit_failures = Counter(
+            "loyalty_final_commit_failures_total",
+            "Shutdowns whose last commit did not go through (the process exits with 4).",
+            registry=r,
+        )
+        self.transactions = Counter(
+            "loyalty_transactions_total",
+            "Exactly-once checkpoints, by result (committed, aborted).",
+            ["result"],
+            registry=r,
+        )
+        self.transaction_seconds = Histogram(
+            "loyalty_transaction_seconds",
+            "Exactly-once: time from a transaction's first record to its commit.",
+            buckets=TRANSACTION_SECONDS_BUCKETS,
+            registry=r,
+        )
         self.last_poll = Gauge(
             "loyalty_last_poll_timestamp_seconds",
             "Unix time the loop last returned from polling the consumer.",
@@ -151,7 +170,7 @@ class Metrics:
             {
                 "version": __version__,
                 "python": platform.python_version(),
-                "confluent_kafka": confluent_kafka.version()[0],
+                "confluent_kafka": confluent_kafka.__version__,
                 "librdkafka": confluent_kafka.libversion()[0],
             }
         )
@@ -266,15 +285,19 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 def serve_http(
     metrics: Metrics, port: int, live: ProbeCheck, ready: ProbeCheck, host: str = "0.0.0.0"
 ) -> WSGIServer:
-    """/metrics (any other path too, as prometheus_client does), /healthz and /readyz,
-    served from a daemon thread. Port 0 picks a free port (server.server_port)."""
+    """/metrics, /healthz and /readyz, served from a daemon thread; any other path is
+    404 (a scraper pointed at the wrong path should fail, not half-work). Port 0 picks
+    a free port (server.server_port)."""
     metrics_app = make_wsgi_app(metrics.registry)
 
     def app(environ: dict[str, Any], start_response: Callable) -> list[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
         check = {"/healthz": live, "/readyz": ready}.get(path)
         if check is None:
-            return metrics_app(environ, start_response)
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"not found: /metrics, /healthz and /readyz are served here\n"]
         ok, detail = check()
         status = "200 OK" if ok else "503 Service Unavailable"
         start_response(status, [("Content-Type", "text/plain; charset=utf-8")])

@@ -6,6 +6,7 @@ import logging
 import time
 
 from consumer.config import Settings
+from consumer.errors import ConfigError
 from consumer.kafka_io import clean_record_encoder, new_consumer, new_producer
 from consumer.metrics import Metrics, serve_http
 from consumer.pipeline import Pipeline
@@ -34,6 +35,8 @@ def probes(settings: Settings, runner: Runner, metrics: Metrics):
 
     def ready() -> tuple[bool, str]:
         brokers_up = metrics.kafka_stats.brokers_up()
+        if brokers_up is None:
+            return False, "starting: no client statistics yet"
         if not brokers_up:
             return False, "no broker reachable (per the latest client statistics)"
         if runner.assigned_partitions == 0:
@@ -44,11 +47,19 @@ def probes(settings: Settings, runner: Runner, metrics: Metrics):
 
 
 def run_service(settings: Settings, metrics: Metrics | None = None) -> None:
-    log.info("starting", extra={"settings": settings.describe()})
     metrics = metrics or Metrics()
+    # Everything that can refuse the settings comes first, so a bad setting is one line
+    # (exit 2) and "starting" means the service really is starting.
     runner = build_runner(settings, metrics)
     live, ready = probes(settings, runner, metrics)
-    server = serve_http(metrics, settings.metrics_port, live, ready)
+    try:
+        server = serve_http(metrics, settings.metrics_port, live, ready)
+    except OSError as exc:
+        raise ConfigError(
+            f"LOYALTY_METRICS_PORT={settings.metrics_port}: cannot serve metrics there "
+            f"({exc.strerror})"
+        ) from None
+    log.info("starting", extra={"settings": settings.describe()})
     try:
         with stop_on_signals(runner, settings.shutdown_deadline_seconds):
             runner.run()

@@ -254,12 +254,16 @@ class LocalBroker:
             raise LocalBrokerError("broker already started")
         libs = ensure_jars()
         java = _find_java()
+        # A restart (start after stop(keep_data=True) or kill()) keeps the ports and the
+        # data: clients reconnect to the same address and find the same log.
         if self.port is None:
             self.port, self.controller_port = free_ports(2)
-        else:
+        elif self.controller_port is None:
             (self.controller_port,) = free_ports(1)
 
-        if self._requested_workdir is not None:
+        if self._workdir is not None:
+            pass
+        elif self._requested_workdir is not None:
             self._workdir = self._requested_workdir.resolve()
             self._workdir.mkdir(parents=True, exist_ok=True)
         else:
@@ -328,8 +332,9 @@ class LocalBroker:
             self.startup_seconds,
         )
 
-    def stop(self) -> None:
-        """Shut the broker down (SIGTERM, then SIGKILL after a grace period); idempotent."""
+    def stop(self, keep_data: bool = False) -> None:
+        """Shut the broker down (SIGTERM, then SIGKILL after a grace period); idempotent.
+        With `keep_data`, start() runs it again on the same log and ports."""
         atexit.unregister(self.stop)
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
@@ -342,9 +347,20 @@ class LocalBroker:
                 proc.wait()
         if proc is not None:
             log.info("kafka broker stopped pid=%d exit=%s", proc.pid, proc.returncode)
+        if keep_data:
+            atexit.register(self.stop)  # the data still goes when the process ends
+            return
         if self._workdir is not None and self._requested_workdir is None:
             shutil.rmtree(self._workdir, ignore_errors=True)
         self._workdir = None
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would; start() brings it back on the same log."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            log.info("kafka broker killed pid=%d", proc.pid)
 
     def wait(self) -> int:
         """Block until the broker process exits on its own; returns its exit code."""
