@@ -136,9 +136,8 @@ copy_crds() { # name module version glob...
     touch "$dir/.complete"
 }
 
-what="${1:-all}"
 
-apt_install etcd-server
+apt_install etcd-server openssl
 # What helm's own release build stamps in: its version, and the Kubernetes version it
 # assumes (for kubeVersion checks) when no cluster is asked, from its client-go.
 helm_ldflags() {
@@ -160,3 +159,29 @@ build_kube_apiserver
 copy_crds keda github.com/kedacore/keda/v2 "$KEDA_VERSION" 'config/crd/bases/keda.sh_*.yaml'
 copy_crds prometheus-operator github.com/prometheus-operator/prometheus-operator \
     "$PROMETHEUS_OPERATOR_VERSION" 'example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml'
+
+# JSON schemas for kubeconform: Kubernetes' kinds and the CRDs above, offline.
+schemas="$CACHE/schemas/kubernetes-${KUBERNETES_VERSION%.*}-keda-$KEDA_VERSION-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
+if [ ! -f "$schemas/.complete" ]; then
+    rm -rf "$schemas"
+    "$PYTHON" "$HERE/offline_schemas.py" "$schemas" "${KUBERNETES_VERSION%.*}.0" \
+        "$CACHE"/crds/keda-"$KEDA_VERSION"/*.yaml \
+        "$CACHE"/crds/prometheus-operator-"$PROMETHEUS_OPERATOR_VERSION"/*.yaml >&2
+    touch "$schemas/.complete"
+fi
+
+"$PYTHON" - "$CACHE" "$HELM_VERSION" "$KUBECONFORM_VERSION" "$KUBERNETES_VERSION" \
+    "$KEDA_VERSION" "$PROMETHEUS_OPERATOR_VERSION" "$schemas" "$(command -v etcd || echo /usr/bin/etcd)" <<'PY'
+import json, sys
+cache, helm, kubeconform, kubernetes, keda, prom, schemas, etcd = sys.argv[1:]
+print(json.dumps({
+    "helm": f"{cache}/helm-{helm}/helm",
+    "kubeconform": f"{cache}/kubeconform-{kubeconform}/kubeconform",
+    "kube_apiserver": f"{cache}/kube-apiserver-{kubernetes}/kube-apiserver",
+    "kubernetes_version": kubernetes,
+    "etcd": etcd,
+    "keda_crds": f"{cache}/crds/keda-{keda}",
+    "prometheus_operator_crds": f"{cache}/crds/prometheus-operator-{prom}",
+    "schemas": schemas,
+}))
+PY
