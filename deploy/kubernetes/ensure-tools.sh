@@ -4,7 +4,7 @@
 # nothing):
 #   helm, kubeconform                 go install, pinned versions
 #   kube-apiserver                    built from the Go module k8s.io/kubernetes
-#   etcd                              Debian's etcd-server
+#   etcd, docker-compose (v1)         Debian's etcd-server and docker-compose
 #   KEDA's CRDs                       from the Go module github.com/kedacore/keda/v2
 #   prometheus-operator's CRDs        from its Go module (ServiceMonitor)
 #   JSON schemas for kubeconform      Kubernetes' (kubernetes-validate, from the venv) and
@@ -137,7 +137,7 @@ copy_crds() { # name module version glob...
 }
 
 
-apt_install etcd-server openssl
+apt_install etcd-server openssl docker-compose
 # What helm's own release build stamps in: its version, and the Kubernetes version it
 # assumes (for kubeVersion checks) when no cluster is asked, from its client-go.
 helm_ldflags() {
