@@ -152,6 +152,19 @@ def test_deployment_runs_as_the_service_expects(tools: KubernetesTools) -> None:
     assert "MAGE_LOYALTY_WEBHOOK_SECRET" not in env and "RIVO_WEBHOOK_SECRET" not in env
     # KEDA owns the replica count.
     assert "replicas" not in deployment["spec"]
+    # No surge pod: with a member per partition it would idle, unready, and stall a rollout.
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+
+
+def test_metrics_service_includes_pods_that_are_not_ready(tools: KubernetesTools) -> None:
+    rendered = objects(render(tools).stdout)
+    service = rendered["Service"]
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert (
+        service["spec"]["selector"] == (rendered["Deployment"]["spec"]["selector"]["matchLabels"])
+    )
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "metrics" and port["port"] == 9400
 
 
 def test_exactly_once_is_a_value(tools: KubernetesTools) -> None:
