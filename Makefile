@@ -8,6 +8,7 @@ BIN    := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .PHONY: install broker-jars prometheus lint rules test unit integration run bench-pipeline chaos clean
+.PHONY: deploy-tools image
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,14 +33,16 @@ rules: prometheus
 lint: install
 	$(BIN)/ruff check consumer tests
 	$(BIN)/ruff format --check consumer tests
+	$(BIN)/ruff check deploy
+	$(BIN)/ruff format --check deploy
 
-test: install broker-jars prometheus lint rules
+test: install broker-jars prometheus lint rules deploy-tools image
 	$(BIN)/pytest
 
 unit: install
 	$(BIN)/pytest tests/unit
 
-integration: install broker-jars prometheus
+integration: install broker-jars prometheus deploy-tools image
 	$(BIN)/pytest tests/integration
 
 run: install broker-jars
@@ -56,6 +59,15 @@ FAULTS  ?= 3
 SEED    ?= 7
 chaos: install broker-jars
 	$(BIN)/python -m tests.integration.chaos --records $(RECORDS) --faults $(FAULTS) --seed $(SEED)
+
+# Deployment: helm, kubeconform, kube-apiserver (built from its Go module), etcd,
+# docker-compose, KEDA's CRDs and offline schemas; and the service's container image,
+# built daemonless with buildah. Both cached under ~/.cache/loyalty-consumer/.
+deploy-tools: install
+	PYTHON=$(BIN)/python bash deploy/kubernetes/ensure-tools.sh >/dev/null
+
+image: install
+	PYTHON=$(BIN)/python bash deploy/container/build-image.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
