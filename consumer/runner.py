@@ -84,6 +84,7 @@ BROKER_CHECK_SECONDS = 10.0
 BROKER_CHECK_REPEAT_SECONDS = 60.0
 # Exactly-once: how long one transaction call (init, send offsets, commit) may take.
 TRANSACTION_CALL_SECONDS = 30.0
+TRANSACTION_ATTEMPTS = 3
 
 
 class Runner:
@@ -109,6 +110,7 @@ class Runner:
         self._delivery_failure: DeliveryFailed | None = None
         self._stop_requested = False
         self._stop_requested_at: float | None = None
+        self._failed = False  # the loop ended on an exception
         self.last_poll_monotonic = time.monotonic()
         self._exactly_once = settings.exactly_once
         # Exactly-once: the open transaction's next input offset per partition.
@@ -161,6 +163,9 @@ class Runner:
                     if self._exactly_once and self._txn_started is None:
                         self._begin_transaction()
                     self._process_batch(batch)
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             committed = self._shutdown()
         if self._delivery_failure is not None:
@@ -206,9 +211,13 @@ class Runner:
         committed = False
         try:
             if self._exactly_once:
-                committed = self._delivery_failure is None and self._commit_transaction()
-                if self._delivery_failure is not None:
-                    self._abort_transaction(rewind=False)
+                if self._failed or self._delivery_failure is not None:
+                    # Whatever broke may break the commit too: abort, best effort (a
+                    # restarted member aborts it anyway, by fencing).
+                    with contextlib.suppress(KafkaFailure, KafkaException):
+                        self._abort_transaction(rewind=False)
+                else:
+                    committed = self._commit_transaction()
             else:
                 self._store_commit_points()
                 committed = self._commit_through_rebalance()
@@ -222,7 +231,7 @@ class Runner:
                 extra={"undelivered": undelivered},
             )
         log.info("stopped", extra={"unacknowledged": pending, "final_commit": committed})
-        return committed or self._delivery_failure is not None
+        return committed or self._failed or self._delivery_failure is not None
 
     def _commit_through_rebalance(self) -> bool:
         """At-least-once: commit the stored offsets synchronously. A rebalance under way
@@ -492,18 +501,23 @@ class Runner:
 
     def _transactional(self, call: Callable[..., Any], *args: Any) -> Any:
         """Run one producer transaction call; translate its errors: abortable ones into
-        _AbortNeeded, fencing into ProducerFenced, the rest into KafkaFailure."""
-        while True:
+        _AbortNeeded, fencing into ProducerFenced, the rest into KafkaFailure. A retriable
+        error is retried a few times; one that persists (seen: a transaction coordinator
+        that never answers again after a broker restart) stops the service rather than
+        hang it, and a restart recovers: the new producer with the same transactional.id
+        aborts what this one left open."""
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
                 return call(*args)
             except KafkaException as exc:
                 error = exc.args[0]
                 if error.txn_requires_abort():
                     raise _AbortNeeded(error.str()) from exc
-                if error.retriable() and not error.fatal():
+                if error.retriable() and not error.fatal() and attempt < TRANSACTION_ATTEMPTS:
                     log.info("transaction call retried", extra={"error": error.str()})
                     continue
                 raise self._translate(exc) from exc
+        raise AssertionError("unreachable")
 
     def _translate(self, exc: KafkaException) -> KafkaFailure:
         error = exc.args[0]
