@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -79,7 +79,20 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Every variable of VARIABLES parsed and checked, then the pass-through ones. A
+        bad value raises ConfigError with one line naming the variable; an empty value
+        means the default."""
         env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for variable in VARIABLES:
+            raw = env.get(variable.name)
+            if not raw:
+                continue
+            try:
+                values[variable.field] = variable.parse(raw)
+            except ValueError as exc:
+                shown = f"{variable.name}={raw!r}" if variable.shown else variable.name
+                raise ConfigError(f"{shown}: {exc}") from None
         # <PROVIDER>_WEBHOOK_SECRET for any provider name; the pipeline refuses names
         # that are not in its registry, so a misspelt variable is not a silently
         # unverified provider.
@@ -88,35 +101,9 @@ class Settings:
             for name, value in env.items()
             if (match := _WEBHOOK_SECRET_VARIABLE.fullmatch(name))
         }
-        defaults = cls()
         return cls(
-            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-            raw_topic=env.get("LOYALTY_RAW_TOPIC", defaults.raw_topic),
-            clean_topic=env.get("LOYALTY_CLEAN_TOPIC", defaults.clean_topic),
-            dead_letter_topic=env.get("LOYALTY_DLQ_TOPIC", defaults.dead_letter_topic),
-            group_id=env.get("LOYALTY_GROUP_ID", defaults.group_id),
-            max_payload_bytes=_positive_int(
-                env, "LOYALTY_MAX_PAYLOAD_BYTES", defaults.max_payload_bytes
-            ),
+            **values,
             webhook_secrets=MappingProxyType({k: v for k, v in secrets.items() if v}),
-            schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
-            schema_registry_basic_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO") or None,
-            batch_size=_positive_int(env, "LOYALTY_BATCH_SIZE", defaults.batch_size),
-            poll_timeout_seconds=_float(
-                env, "LOYALTY_POLL_TIMEOUT_SECONDS", defaults.poll_timeout_seconds
-            ),
-            metrics_port=_int(env, "LOYALTY_METRICS_PORT", defaults.metrics_port),
-            liveness_timeout_seconds=_float(
-                env, "LOYALTY_LIVENESS_TIMEOUT_SECONDS", defaults.liveness_timeout_seconds
-            ),
-            shutdown_deadline_seconds=_float(
-                env, "LOYALTY_SHUTDOWN_DEADLINE_SECONDS", defaults.shutdown_deadline_seconds
-            ),
-            statistics_interval_ms=_positive_int(
-                env, "LOYALTY_STATISTICS_INTERVAL_MS", defaults.statistics_interval_ms
-            ),
-            log_level=env.get("LOYALTY_LOG_LEVEL", defaults.log_level).upper(),
-            schema_dir=Path(env["LOYALTY_SCHEMA_DIR"]) if env.get("LOYALTY_SCHEMA_DIR") else None,
             kafka_common=_passthrough(
                 env,
                 "KAFKA_",
@@ -176,6 +163,26 @@ class Settings:
             **specific,
         }
 
+    def client_config(self, config: Mapping[str, Any], client: str) -> dict[str, Any]:
+        """`config` with the bootstrap servers and the KAFKA_* and KAFKA_<CLIENT>_*
+        properties on top: for the operators' commands (replay, tail), whose clients
+        are not the service's."""
+        specific = {"consumer": self.kafka_consumer, "producer": self.kafka_producer}[client]
+        return self._with_overrides(dict(config), specific)
+
+    def variable_for_property(self, prop: str, client: str) -> str | None:
+        """The environment variable that set a librdkafka property of `client`
+        ('consumer' or 'producer'), to name it in an error; None when none did."""
+        prop = _PROPERTY_ALIASES.get(prop, prop)
+        specific = {"consumer": self.kafka_consumer, "producer": self.kafka_producer}[client]
+        if prop in specific:
+            return _variable_name(f"KAFKA_{client.upper()}_", prop)
+        if prop in self.kafka_common:
+            return _variable_name("KAFKA_", prop)
+        if prop == "bootstrap.servers":
+            return "KAFKA_BOOTSTRAP_SERVERS"
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Settings safe to log: secret values are replaced by '***'."""
         shown: dict[str, Any] = {
@@ -221,22 +228,122 @@ def _passthrough(env: Mapping[str, str], prefix: str, exclude: tuple[str, ...] =
     return props
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _variable_name(prefix: str, prop: str) -> str:
+    return prefix + prop.replace("_", "__").replace(".", "_").upper()
+
+
+# librdkafka reports some properties under their canonical name, not the alias set.
+_PROPERTY_ALIASES = {
+    "queue.buffering.max.ms": "linger.ms",
+    "message.send.max.retries": "retries",
+    "request.required.acks": "acks",
+    "max.in.flight.requests.per.connection": "max.in.flight",
+    "metadata.broker.list": "bootstrap.servers",
+}
+
+
+# --- parsers: value text -> value, or ValueError saying what is expected ------------------
+
+
+def _integer(text: str) -> int:
     try:
-        return int(env[name]) if env.get(name) else default
+        return int(text)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {env[name]!r}") from None
+        raise ValueError("must be an integer") from None
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _int(env, name, default)
+def _positive_integer(text: str) -> int:
+    value = _integer(text)
     if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+        raise ValueError("must be a positive integer")
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a TCP port, 1-65535 (0: any free port)")
+    return value
+
+
+def _positive_number(text: str) -> float:
     try:
-        return float(env[name]) if env.get(name) else default
+        value = float(text)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {env[name]!r}") from None
+        raise ValueError("must be a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _topic(text: str) -> str:
+    if not _TOPIC_NAME.fullmatch(text) or text in (".", ".."):
+        raise ValueError("must be a Kafka topic name: letters, digits, '.', '_', '-'")
+    return text
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text.strip()
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _http_url(text: str) -> str:
+    if not re.match(r"https?://[^/\s]+", text.strip()):
+        raise ValueError("must be an http:// or https:// URL")
+    return text.strip()
+
+
+def _directory(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise ValueError("must be an existing directory of .avsc files")
+    return path
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, the Settings field it sets, and the parser
+    that turns its text into the value (raising ValueError saying what is expected)."""
+
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+    # False for values that may carry credentials: an error names the variable only.
+    shown: bool = True
+
+
+# Every named setting. A new setting is one line here and a field above.
+VARIABLES: tuple[Variable, ...] = (
+    Variable("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _text),
+    Variable("LOYALTY_RAW_TOPIC", "raw_topic", _topic),
+    Variable("LOYALTY_CLEAN_TOPIC", "clean_topic", _topic),
+    Variable("LOYALTY_DLQ_TOPIC", "dead_letter_topic", _topic),
+    Variable("LOYALTY_GROUP_ID", "group_id", _text),
+    Variable("LOYALTY_MAX_PAYLOAD_BYTES", "max_payload_bytes", _positive_integer),
+    Variable("SCHEMA_REGISTRY_URL", "schema_registry_url", _http_url, shown=False),
+    Variable(
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "schema_registry_basic_auth", _text, shown=False
+    ),
+    Variable("LOYALTY_BATCH_SIZE", "batch_size", _positive_integer),
+    Variable("LOYALTY_POLL_TIMEOUT_SECONDS", "poll_timeout_seconds", _positive_number),
+    Variable("LOYALTY_METRICS_PORT", "metrics_port", _port),
+    Variable("LOYALTY_LIVENESS_TIMEOUT_SECONDS", "liveness_timeout_seconds", _positive_number),
+    Variable("LOYALTY_SHUTDOWN_DEADLINE_SECONDS", "shutdown_deadline_seconds", _positive_number),
+    Variable("LOYALTY_STATISTICS_INTERVAL_MS", "statistics_interval_ms", _positive_integer),
+    Variable("LOYALTY_LOG_LEVEL", "log_level", _log_level),
+    Variable("LOYALTY_SCHEMA_DIR", "schema_dir", _directory),
+)

@@ -5,17 +5,24 @@ and the bookkeeping that decides which offsets are safe to commit."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.config import Settings
+from consumer.errors import ConfigError
+from consumer.logs import RepeatFilter
 from consumer.metrics import Metrics
 from consumer.records import RawRecord
 from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_library
 
 log = logging.getLogger(__name__)
+# librdkafka's own logs and the clients' error callbacks: while a broker is unreachable
+# they repeat several times a second per client, so repeats are collapsed.
+client_log = logging.getLogger("consumer.kafka")
+client_log.addFilter(RepeatFilter(window_seconds=30.0))
 
 # How long produce() waits for librdkafka to drain its queue when the queue is full.
 # Serving delivery reports is what frees the space, so each wait also serves them.
@@ -129,17 +136,39 @@ class OffsetTracker:
 
 
 def new_consumer(settings: Settings, metrics: Metrics) -> Consumer:
-    return Consumer({**settings.consumer_config(), **_callbacks("consumer", metrics)}, logger=log)
+    config = settings.consumer_config()
+    return construct_client(Consumer, settings, "consumer", config, _callbacks("consumer", metrics))
 
 
 def new_producer(settings: Settings, metrics: Metrics) -> Producer:
-    return Producer({**settings.producer_config(), **_callbacks("producer", metrics)}, logger=log)
+    config = settings.producer_config()
+    return construct_client(Producer, settings, "producer", config, _callbacks("producer", metrics))
+
+
+_QUOTED_PROPERTY = re.compile(r'"([^"]+)"')
+
+
+def construct_client(
+    client_class: type, settings: Settings, client: str, config: dict, callbacks: dict
+) -> Any:
+    """A librdkafka client, with its logs through `client_log`. librdkafka checks the
+    property names and values here, before any connection: a refusal becomes a
+    ConfigError naming the environment variable that set the property."""
+    try:
+        return client_class({**config, **callbacks}, logger=client_log)
+    except KafkaException as exc:
+        text = exc.args[0].str() if isinstance(exc.args[0], KafkaError) else str(exc)
+        quoted = _QUOTED_PROPERTY.search(text)
+        variable = quoted and settings.variable_for_property(quoted[1], client)
+        if variable:
+            raise ConfigError(f"{variable}: {text}") from None
+        raise ConfigError(f"the {client} refused its configuration: {text}") from None
 
 
 def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
     def on_error(error: KafkaError) -> None:
         metrics.client_errors.labels(client, error.name()).inc()
-        log.warning("kafka client error", extra={"client": client, "error": error.str()})
+        client_log.warning("kafka client error", extra={"client": client, "error": error.str()})
 
     callbacks = {"stats_cb": metrics.kafka_stats.update, "error_cb": on_error}
     if client == "consumer":

@@ -82,6 +82,20 @@ class Runner:
     def assigned_partitions(self) -> int:
         return len(self._assigned)
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
+    def cluster_metadata(self, timeout: float) -> Any:
+        """The raw topic's metadata through the consumer's connection, for the start-up
+        check; raises KafkaException when no broker answers within `timeout`."""
+        try:
+            return self._consumer.list_topics(self._settings.raw_topic, timeout=timeout)
+        finally:
+            # Serve the clients' queued logs and error callbacks (rate-limited by then).
+            self._consumer.poll(0)
+            self._producer.poll(0)
+
     def run(self) -> None:
         self._consumer.subscribe(
             [self._settings.raw_topic],
