@@ -145,7 +145,23 @@ def new_producer(settings: Settings, metrics: Metrics) -> Producer:
     return construct_client(Producer, settings, "producer", config, _callbacks("producer", metrics))
 
 
-_QUOTED_PROPERTY = re.compile(r'"([^"]+)"')
+# Where the throwaway client of _check_properties may say it has no brokers.
+_unheard = logging.getLogger("consumer.kafka.check")
+_unheard.addHandler(logging.NullHandler())
+_unheard.propagate = False
+
+
+def _check_properties(client_class: type, config: dict) -> None:
+    """librdkafka's own check of every property, by a throwaway client without
+    bootstrap servers: it opens no connection, so a refused configuration is reported
+    before any client has started connecting."""
+    offline = {k: v for k, v in config.items() if k not in ("bootstrap.servers",)}
+    client = client_class(offline, logger=_unheard)
+    if isinstance(client, Consumer):
+        client.close()
+
+
+_QUOTED = re.compile(r'"([^"]+)"')
 
 
 def construct_client(
@@ -155,11 +171,12 @@ def construct_client(
     property names and values here, before any connection: a refusal becomes a
     ConfigError naming the environment variable that set the property."""
     try:
+        _check_properties(client_class, config)
         return client_class({**config, **callbacks}, logger=client_log)
     except KafkaException as exc:
         text = exc.args[0].str() if isinstance(exc.args[0], KafkaError) else str(exc)
-        quoted = _QUOTED_PROPERTY.search(text)
-        variable = quoted and settings.variable_for_property(quoted[1], client)
+        named = (settings.variable_for_property(q, client) for q in _QUOTED.findall(text))
+        variable = next((name for name in named if name), None)
         if variable:
             raise ConfigError(f"{variable}: {text}") from None
         raise ConfigError(f"the {client} refused its configuration: {text}") from None

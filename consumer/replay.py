@@ -298,9 +298,13 @@ def _replay(
         if interrupted[0]:
             result.interrupted = True
             return
-        batch = consumer.consume(BATCH_SIZE, 1.0)
+        # Rate-limited, a batch is about a second's worth, so an interruption or a
+        # failure leaves little to redo.
+        batch = consumer.consume(min(BATCH_SIZE, max(1, int(rate or BATCH_SIZE))), 1.0)
         produced_in_batch = 0
         for message in batch:
+            if interrupted[0]:
+                break  # what was produced is flushed and committed below
             partition = by_number.get(message.partition())
             error = message.error()
             if error is not None:
