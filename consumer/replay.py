@@ -176,7 +176,9 @@ def run_replay(
     dry_run: bool = False,
     rate: float | None = None,
     group: str | None = None,
+    result: ReplayResult | None = None,
 ) -> int:
+    """The exit status; `result`, when given, is filled in with the counts."""
     group = group or replay_group(settings, selection)
     out, err = console(), error_console()
     consumer = construct_client(
@@ -206,7 +208,7 @@ def run_replay(
             ),
             {},
         )
-    result = ReplayResult()
+    result = result if result is not None else ReplayResult()
     failure = None
     try:
         partitions = _partitions(consumer, settings.dead_letter_topic, settings)
