@@ -5,13 +5,18 @@ statistics, the build-info versions."""
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import logging
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from consumer import dead_letter
 from consumer.config import Settings
+from consumer.console import ProgressReport, table
 from consumer.logs import RepeatFilter
 from consumer.metrics import Metrics
 from consumer.replay import (
@@ -185,3 +190,50 @@ def test_build_info_names_the_full_client_version():
     )
     assert value == 1.0
     assert importlib.metadata.version("confluent-kafka").count(".") >= 1
+
+
+# --- terminal output -----------------------------------------------------------------------
+
+
+def test_progress_on_a_terminal_is_a_bar_with_count_rate_and_eta():
+    out = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with ProgressReport(out, "replay", 10) as progress:
+        for _ in range(10):
+            progress.advance(note="3 selected")
+    shown = out.file.getvalue()
+    assert "10/10" in shown and "/s" in shown and "ETA" in shown and "3 selected" in shown
+
+
+def test_progress_elsewhere_is_plain_lines():
+    out = Console(file=io.StringIO(), force_terminal=False, width=200)
+    with ProgressReport(out, "replay", 4) as progress:
+        progress.advance(2, note="1 selected")
+    shown = out.file.getvalue()
+    assert re.fullmatch(r"replay: 2/4, 1 selected, [\d,]+/s, about \d+s left\n", shown)
+
+
+def test_a_table_right_aligns_its_counts():
+    out = Console(file=io.StringIO(), width=80)
+    out.print(table("outcomes", ("outcome", "records"), [("accepted", 3), ("rejected", 12)]))
+    lines = out.file.getvalue().splitlines()
+    assert lines[0].strip() == "outcomes"
+    assert any(line.endswith("│       3 │") for line in lines)
+
+
+# --- runbook -------------------------------------------------------------------------------
+
+
+def test_every_alert_links_to_its_runbook_entry():
+    root = Path(__file__).resolve().parents[2]
+    alerts = (root / "deploy" / "prometheus" / "alerts.yml").read_text()
+    readme = (root / "README.md").read_text()
+    headings = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in readme.splitlines()
+        if line.startswith("#")
+    }
+    names = set(re.findall(r"- alert: (\w+)", alerts))
+    links = re.findall(r'runbook_url: "README\.md#([\w-]+)"', alerts)
+    assert names and len(links) == alerts.count("- alert: ")
+    assert {name.lower() for name in names} == set(links)
+    assert set(links) <= headings
