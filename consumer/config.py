@@ -10,11 +10,10 @@ written as single underscores; a double underscore stands for a literal undersco
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -34,7 +33,6 @@ _SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "user.info", "oau
 _SERVICE_LINK_VARIABLE = re.compile(
     r"KAFKA_(\w+_)?(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?)"
 )
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 AT_LEAST_ONCE = "at-least-once"
 EXACTLY_ONCE = "exactly-once"
 PROCESSING_GUARANTEES = (AT_LEAST_ONCE, EXACTLY_ONCE)
@@ -107,8 +105,7 @@ class Settings:
     # static member does not leave the group when it stops, so with names that change
     # on every restart (a Deployment) its partitions would idle for a session timeout.
     static_membership: bool = False
-    # A member that stops heart-beating loses its partitions after this long. With
-    # static membership a restart within it gets them back without a rebalance.
+    # A member that stops heart-beating loses its partitions after this long.
     session_timeout_ms: int = 15_000
     # Exactly-once: a transaction commits after this long or this many records,
     # whichever comes first. The interval is the latency a read_committed reader sees.
@@ -117,7 +114,20 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Every variable of VARIABLES parsed and checked, then the pass-through ones. A
+        bad value raises ConfigError with one line naming the variable; an empty value
+        means the default."""
         env = _read_files(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for variable in VARIABLES:
+            raw = env.get(variable.name)
+            if not raw:
+                continue
+            try:
+                values[variable.field] = variable.parse(raw)
+            except ValueError as exc:
+                shown = f"{variable.name}={raw!r}" if variable.shown else variable.name
+                raise ConfigError(f"{shown}: {exc}") from None
         # <PROVIDER>_WEBHOOK_SECRET for any provider name; the pipeline refuses names
         # that are not in its registry, so a misspelt variable is not a silently
         # unverified provider.
@@ -126,64 +136,16 @@ class Settings:
             for name, value in env.items()
             if (match := _WEBHOOK_SECRET_VARIABLE.fullmatch(name))
         }
-        defaults = cls()
         return cls(
-            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-            raw_topic=_name(env, "LOYALTY_RAW_TOPIC", defaults.raw_topic),
-            clean_topic=_name(env, "LOYALTY_CLEAN_TOPIC", defaults.clean_topic),
-            dead_letter_topic=_name(env, "LOYALTY_DLQ_TOPIC", defaults.dead_letter_topic),
-            group_id=_name(env, "LOYALTY_GROUP_ID", defaults.group_id),
-            max_payload_bytes=_positive_int(
-                env, "LOYALTY_MAX_PAYLOAD_BYTES", defaults.max_payload_bytes
-            ),
+            **values,
             webhook_secrets=MappingProxyType({k: v for k, v in secrets.items() if v}),
-            schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
-            schema_registry_basic_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO") or None,
-            batch_size=_positive_int(env, "LOYALTY_BATCH_SIZE", defaults.batch_size),
-            poll_timeout_seconds=_positive_float(
-                env, "LOYALTY_POLL_TIMEOUT_SECONDS", defaults.poll_timeout_seconds
-            ),
-            metrics_port=_port(env, "LOYALTY_METRICS_PORT", defaults.metrics_port),
-            liveness_timeout_seconds=_positive_float(
-                env, "LOYALTY_LIVENESS_TIMEOUT_SECONDS", defaults.liveness_timeout_seconds
-            ),
-            shutdown_deadline_seconds=_positive_float(
-                env, "LOYALTY_SHUTDOWN_DEADLINE_SECONDS", defaults.shutdown_deadline_seconds
-            ),
-            statistics_interval_ms=_positive_int(
-                env, "LOYALTY_STATISTICS_INTERVAL_MS", defaults.statistics_interval_ms
-            ),
-            log_level=_choice(
-                {k: v.upper() for k, v in env.items() if k == "LOYALTY_LOG_LEVEL"},
-                "LOYALTY_LOG_LEVEL",
-                defaults.log_level,
-                LOG_LEVELS,
-            ),
-            schema_dir=Path(env["LOYALTY_SCHEMA_DIR"]) if env.get("LOYALTY_SCHEMA_DIR") else None,
-            processing_guarantee=_choice(
-                env,
-                "LOYALTY_PROCESSING_GUARANTEE",
-                defaults.processing_guarantee,
-                PROCESSING_GUARANTEES,
-            ),
-            member_name=env.get("LOYALTY_MEMBER_NAME") or defaults.member_name,
-            static_membership=_boolean(env, "LOYALTY_STATIC_MEMBERSHIP", False),
-            session_timeout_ms=_positive_int(
-                env, "LOYALTY_SESSION_TIMEOUT_MS", defaults.session_timeout_ms
-            ),
-            checkpoint_interval_ms=_positive_int(
-                env, "LOYALTY_CHECKPOINT_INTERVAL_MS", defaults.checkpoint_interval_ms
-            ),
-            checkpoint_records=_positive_int(
-                env, "LOYALTY_CHECKPOINT_RECORDS", defaults.checkpoint_records
-            ),
             kafka_common=_passthrough(
                 env,
                 "KAFKA_",
                 exclude=("KAFKA_CONSUMER_", "KAFKA_PRODUCER_", "KAFKA_BOOTSTRAP_SERVERS"),
             ),
-            kafka_consumer=_passthrough(env, "KAFKA_CONSUMER_", client="consumer"),
-            kafka_producer=_passthrough(env, "KAFKA_PRODUCER_", client="producer"),
+            kafka_consumer=_passthrough(env, "KAFKA_CONSUMER_"),
+            kafka_producer=_passthrough(env, "KAFKA_PRODUCER_"),
         )
 
     @property
@@ -256,6 +218,26 @@ class Settings:
             **specific,
         }
 
+    def client_config(self, config: Mapping[str, Any], client: str) -> dict[str, Any]:
+        """`config` with the bootstrap servers and the KAFKA_* and KAFKA_<CLIENT>_*
+        properties on top: for the operators' commands (replay, tail), whose clients
+        are not the service's."""
+        specific = {"consumer": self.kafka_consumer, "producer": self.kafka_producer}[client]
+        return self._with_overrides(dict(config), specific)
+
+    def variable_for_property(self, prop: str, client: str) -> str | None:
+        """The environment variable that set a librdkafka property of `client`
+        ('consumer' or 'producer'), to name it in an error; None when none did."""
+        prop = _PROPERTY_ALIASES.get(prop, prop)
+        specific = {"consumer": self.kafka_consumer, "producer": self.kafka_producer}[client]
+        if prop in specific:
+            return _variable_name(f"KAFKA_{client.upper()}_", prop)
+        if prop in self.kafka_common:
+            return _variable_name("KAFKA_", prop)
+        if prop == "bootstrap.servers":
+            return "KAFKA_BOOTSTRAP_SERVERS"
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Settings safe to log: secret values are replaced by '***'."""
         shown: dict[str, Any] = {
@@ -285,6 +267,126 @@ class Settings:
         return shown
 
 
+def _split_secrets(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _passthrough(env: Mapping[str, str], prefix: str, exclude: tuple[str, ...] = ()) -> dict:
+    props = {}
+    for name, value in env.items():
+        if (
+            not name.startswith(prefix)
+            or name.startswith(exclude)
+            or _SERVICE_LINK_VARIABLE.fullmatch(name)
+        ):
+            continue
+        prop = name[len(prefix) :].lower().replace("__", "\0").replace("_", ".").replace("\0", "_")
+        if prop:
+            props[prop] = value
+    return props
+
+
+def _variable_name(prefix: str, prop: str) -> str:
+    return prefix + prop.replace("_", "__").replace(".", "_").upper()
+
+
+# librdkafka reports some properties under their canonical name, not the alias set.
+_PROPERTY_ALIASES = {
+    "queue.buffering.max.ms": "linger.ms",
+    "message.send.max.retries": "retries",
+    "request.required.acks": "acks",
+    "max.in.flight.requests.per.connection": "max.in.flight",
+    "metadata.broker.list": "bootstrap.servers",
+}
+
+
+# --- parsers: value text -> value, or ValueError saying what is expected ------------------
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("must be an integer") from None
+
+
+def _positive_integer(text: str) -> int:
+    value = _integer(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a TCP port, 1-65535 (0: any free port)")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _topic(text: str) -> str:
+    if not _TOPIC_NAME.fullmatch(text) or text in (".", ".."):
+        raise ValueError("must be a Kafka topic name: letters, digits, '.', '_', '-'")
+    return text
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text.strip()
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _http_url(text: str) -> str:
+    if not re.match(r"https?://[^/\s]+", text.strip()):
+        raise ValueError("must be an http:// or https:// URL")
+    return text.strip()
+
+
+def _directory(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise ValueError("must be an existing directory of .avsc files")
+    return path
+
+
+def _guarantee(text: str) -> str:
+    if text not in PROCESSING_GUARANTEES:
+        raise ValueError(f"must be one of {', '.join(PROCESSING_GUARANTEES)}")
+    return text
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _read_files(env: Mapping[str, str]) -> dict[str, str]:
     """<NAME>_FILE for any secret-bearing setting (the Docker / Kubernetes secret-file
     convention): the setting's value is the file's content, without a final newline.
@@ -305,113 +407,42 @@ def _read_files(env: Mapping[str, str]) -> dict[str, str]:
     return resolved
 
 
-def _split_secrets(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, the Settings field it sets, and the parser
+    that turns its text into the value (raising ValueError saying what is expected)."""
+
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+    # False for values that may carry credentials: an error names the variable only.
+    shown: bool = True
 
 
-def _passthrough(
-    env: Mapping[str, str], prefix: str, exclude: tuple[str, ...] = (), client: str = "both"
-) -> dict:
-    props = {}
-    for name, value in env.items():
-        if (
-            not name.startswith(prefix)
-            or name.startswith(exclude)
-            or _SERVICE_LINK_VARIABLE.fullmatch(name)
-        ):
-            continue
-        prop = name[len(prefix) :].lower().replace("__", "\0").replace("_", ".").replace("\0", "_")
-        if prop:
-            _check_property(name, prop, value, client)
-            props[prop] = value
-    return props
-
-
-def _check_property(variable: str, prop: str, value: str, client: str) -> None:
-    """librdkafka itself says whether a property exists and takes this value: a throwaway
-    client (no bootstrap servers, so it never connects) is created with it alone."""
-    from confluent_kafka import Consumer, KafkaException, Producer
-
-    quiet = logging.getLogger("consumer.config.check")
-    quiet.disabled = True
-    try:
-        if client in ("both", "producer"):
-            Producer({prop: value}, logger=quiet)
-        if client in ("both", "consumer"):
-            Consumer({"group.id": "settings-check", prop: value}, logger=quiet).close()
-    except KafkaException as exc:
-        message = exc.args[0].str()
-        # Only what is wrong with this property alone; a combination that does not work
-        # (SASL_SSL without its mechanism, ...) is reported when the clients are built.
-        if not message.startswith(("No such configuration property", "Invalid value")):
-            return
-        if any(word in prop for word in _SECRET_WORDS):  # librdkafka quotes the value
-            raise ConfigError(f"{variable}: librdkafka refuses this value") from None
-        raise ConfigError(f"{variable}: {message}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{variable}: {exc}") from None
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    try:
-        return int(env[name]) if env.get(name) else default
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {env[name]!r}") from None
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _int(env, name, default)
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
-    value = env.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in ("true", "1", "yes"):
-        return True
-    if value in ("false", "0", "no"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {env[name]!r}")
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = env.get(name) or default
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _name(env: Mapping[str, str], name: str, default: str) -> str:
-    """A topic or group name: unset takes the default; set, it must say something."""
-    if name not in env:
-        return default
-    value = env[name].strip()
-    if not value or any(c.isspace() for c in value):
-        raise ConfigError(f"{name} must be a non-empty name without spaces, got {env[name]!r}")
-    return value
-
-
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _int(env, name, default)
-    if not 0 <= value <= 65535:
-        raise ConfigError(
-            f"{name} must be a port number (0-65535; 0 picks a free one), got {value}"
-        )
-    return value
-
-
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
-    value = _float(env, name, default)
-    if not value > 0:
-        raise ConfigError(f"{name} must be a positive number of seconds, got {env[name]!r}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    try:
-        return float(env[name]) if env.get(name) else default
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {env[name]!r}") from None
+# Every named setting. A new setting is one line here and a field above.
+VARIABLES: tuple[Variable, ...] = (
+    Variable("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _text),
+    Variable("LOYALTY_RAW_TOPIC", "raw_topic", _topic),
+    Variable("LOYALTY_CLEAN_TOPIC", "clean_topic", _topic),
+    Variable("LOYALTY_DLQ_TOPIC", "dead_letter_topic", _topic),
+    Variable("LOYALTY_GROUP_ID", "group_id", _text),
+    Variable("LOYALTY_MAX_PAYLOAD_BYTES", "max_payload_bytes", _positive_integer),
+    Variable("SCHEMA_REGISTRY_URL", "schema_registry_url", _http_url, shown=False),
+    Variable(
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "schema_registry_basic_auth", _text, shown=False
+    ),
+    Variable("LOYALTY_BATCH_SIZE", "batch_size", _positive_integer),
+    Variable("LOYALTY_POLL_TIMEOUT_SECONDS", "poll_timeout_seconds", _positive_number),
+    Variable("LOYALTY_METRICS_PORT", "metrics_port", _port),
+    Variable("LOYALTY_LIVENESS_TIMEOUT_SECONDS", "liveness_timeout_seconds", _positive_number),
+    Variable("LOYALTY_SHUTDOWN_DEADLINE_SECONDS", "shutdown_deadline_seconds", _positive_number),
+    Variable("LOYALTY_STATISTICS_INTERVAL_MS", "statistics_interval_ms", _positive_integer),
+    Variable("LOYALTY_LOG_LEVEL", "log_level", _log_level),
+    Variable("LOYALTY_SCHEMA_DIR", "schema_dir", _directory),
+    Variable("LOYALTY_PROCESSING_GUARANTEE", "processing_guarantee", _guarantee),
+    Variable("LOYALTY_MEMBER_NAME", "member_name", _text),
+    Variable("LOYALTY_STATIC_MEMBERSHIP", "static_membership", _boolean),
+    Variable("LOYALTY_SESSION_TIMEOUT_MS", "session_timeout_ms", _positive_integer),
+    Variable("LOYALTY_CHECKPOINT_INTERVAL_MS", "checkpoint_interval_ms", _positive_integer),
+    Variable("LOYALTY_CHECKPOINT_RECORDS", "checkpoint_records", _positive_integer),
+)

@@ -5,6 +5,7 @@ and the bookkeeping that decides which offsets are safe to commit."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -12,11 +13,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from consumer.config import Settings
 from consumer.errors import ConfigError
+from consumer.logs import RepeatFilter
 from consumer.metrics import Metrics
 from consumer.records import RawRecord
 from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_library
 
 log = logging.getLogger(__name__)
+# librdkafka's own logs and the clients' error callbacks: while a broker is unreachable
+# they repeat several times a second per client, so repeats are collapsed.
+client_log = logging.getLogger("consumer.kafka")
+client_log.addFilter(RepeatFilter(window_seconds=30.0))
 
 # How long produce() waits for librdkafka to drain its queue when the queue is full.
 # Serving delivery reports is what frees the space, so each wait also serves them.
@@ -130,28 +136,56 @@ class OffsetTracker:
 
 
 def new_consumer(settings: Settings, metrics: Metrics) -> Consumer:
-    config = {**settings.consumer_config(), **_callbacks("consumer", metrics)}
-    return _client(Consumer, "consumer", config)
+    config = settings.consumer_config()
+    return construct_client(Consumer, settings, "consumer", config, _callbacks("consumer", metrics))
 
 
 def new_producer(settings: Settings, metrics: Metrics) -> Producer:
-    config = {**settings.producer_config(), **_callbacks("producer", metrics)}
-    return _client(Producer, "producer", config)
+    config = settings.producer_config()
+    return construct_client(Producer, settings, "producer", config, _callbacks("producer", metrics))
 
 
-def _client(client_type: type, name: str, config: dict[str, Any]) -> Any:
-    """librdkafka checks the settings as a whole when a client is built (SASL_SSL needs
-    a mechanism, ...): a refusal is a settings error, said in one line."""
+# Where the throwaway client of _check_properties may say it has no brokers.
+_unheard = logging.getLogger("consumer.kafka.check")
+_unheard.addHandler(logging.NullHandler())
+_unheard.propagate = False
+
+
+def _check_properties(client_class: type, config: dict) -> None:
+    """librdkafka's own check of every property, by a throwaway client without
+    bootstrap servers: it opens no connection, so a refused configuration is reported
+    before any client has started connecting."""
+    offline = {k: v for k, v in config.items() if k not in ("bootstrap.servers",)}
+    client = client_class(offline, logger=_unheard)
+    if isinstance(client, Consumer):
+        client.close()
+
+
+_QUOTED = re.compile(r'"([^"]+)"')
+
+
+def construct_client(
+    client_class: type, settings: Settings, client: str, config: dict, callbacks: dict
+) -> Any:
+    """A librdkafka client, with its logs through `client_log`. librdkafka checks the
+    property names and values here, before any connection: a refusal becomes a
+    ConfigError naming the environment variable that set the property."""
     try:
-        return client_type(config, logger=log)
+        _check_properties(client_class, config)
+        return client_class({**config, **callbacks}, logger=client_log)
     except KafkaException as exc:
-        raise ConfigError(f"the Kafka {name} refused its settings: {exc.args[0].str()}") from None
+        text = exc.args[0].str() if isinstance(exc.args[0], KafkaError) else str(exc)
+        named = (settings.variable_for_property(q, client) for q in _QUOTED.findall(text))
+        variable = next((name for name in named if name), None)
+        if variable:
+            raise ConfigError(f"{variable}: {text}") from None
+        raise ConfigError(f"the {client} refused its configuration: {text}") from None
 
 
 def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
     def on_error(error: KafkaError) -> None:
         metrics.client_errors.labels(client, error.name()).inc()
-        log.warning("kafka client error", extra={"client": client, "error": error.str()})
+        client_log.warning("kafka client error", extra={"client": client, "error": error.str()})
 
     callbacks = {"stats_cb": metrics.kafka_stats.update, "error_cb": on_error}
     if client == "consumer":

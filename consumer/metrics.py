@@ -10,6 +10,7 @@ outcome, so this module knows nothing of providers.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import platform
 import threading
@@ -170,7 +171,9 @@ class Metrics:
             {
                 "version": __version__,
                 "python": platform.python_version(),
-                "confluent_kafka": confluent_kafka.__version__,
+                # The distribution's version: confluent_kafka.version() became a plain
+                # string in 2.16, and indexing it gave "2".
+                "confluent_kafka": importlib.metadata.version("confluent-kafka"),
                 "librdkafka": confluent_kafka.libversion()[0],
             }
         )
@@ -285,9 +288,9 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 def serve_http(
     metrics: Metrics, port: int, live: ProbeCheck, ready: ProbeCheck, host: str = "0.0.0.0"
 ) -> WSGIServer:
-    """/metrics, /healthz and /readyz, served from a daemon thread; any other path is
-    404 (a scraper pointed at the wrong path should fail, not half-work). Port 0 picks
-    a free port (server.server_port)."""
+    """/metrics, /healthz and /readyz, served from a daemon thread; / lists them, any
+    other path is 404. Port 0 picks a free port (server.server_port). Raises OSError when
+    the port cannot be bound."""
     metrics_app = make_wsgi_app(metrics.registry)
 
     def app(environ: dict[str, Any], start_response: Callable) -> list[bytes]:
@@ -296,8 +299,12 @@ def serve_http(
             return metrics_app(environ, start_response)
         check = {"/healthz": live, "/readyz": ready}.get(path)
         if check is None:
-            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"not found: /metrics, /healthz and /readyz are served here\n"]
+            found = path == "/"
+            start_response(
+                "200 OK" if found else "404 Not Found",
+                [("Content-Type", "text/plain; charset=utf-8")],
+            )
+            return [_INDEX if found else f"not found: {path}\n{_INDEX.decode()}".encode()]
         ok, detail = check()
         status = "200 OK" if ok else "503 Service Unavailable"
         start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
@@ -306,5 +313,7 @@ def serve_http(
     server = make_server(host, port, app, _ThreadingWSGIServer, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
     thread.start()
-    log.info("serving metrics and probes", extra={"port": server.server_port})
     return server
+
+
+_INDEX = b"loyalty-consumer: /metrics (Prometheus), /healthz (liveness), /readyz (readiness)\n"

@@ -78,10 +78,6 @@ _REBALANCING = frozenset(
 REBALANCE_POLL_SECONDS = 0.2
 # Time the final commit leaves for close() (leave the group) within the deadline.
 CLOSE_RESERVE_SECONDS = 3.0
-# Start-up: how long one attempt to reach the brokers waits, and how often the service
-# says again that it still cannot.
-BROKER_CHECK_SECONDS = 10.0
-BROKER_CHECK_REPEAT_SECONDS = 60.0
 # Exactly-once: how long one transaction call (init, send offsets, commit) may take.
 TRANSACTION_CALL_SECONDS = 30.0
 TRANSACTION_ATTEMPTS = 3
@@ -130,8 +126,21 @@ class Runner:
     def assigned_partitions(self) -> int:
         return len(self._assigned)
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
+    def cluster_metadata(self, timeout: float) -> Any:
+        """The raw topic's metadata through the consumer's connection, for the start-up
+        check; raises KafkaException when no broker answers within `timeout`."""
+        try:
+            return self._consumer.list_topics(self._settings.raw_topic, timeout=timeout)
+        finally:
+            # Serve the clients' queued logs and error callbacks (rate-limited by then).
+            self._consumer.poll(0)
+            self._producer.poll(0)
+
     def run(self) -> None:
-        self._wait_for_brokers()
         self._consumer.subscribe(
             [self._settings.raw_topic],
             on_assign=self._on_assign,
@@ -176,32 +185,6 @@ class Runner:
                 "the final commit did not go through before the shutdown deadline; "
                 "the next owner of those partitions re-reads what was not committed"
             )
-
-    def _wait_for_brokers(self) -> None:
-        """One clear line when the brokers cannot be reached (librdkafka's own logs say
-        it per connection attempt), repeated once a minute, until they answer or a stop
-        is requested. The process stays up meanwhile: /readyz says it is not ready, and
-        an orchestrator restarting it would not make the brokers any closer."""
-        last_said = None
-        while not self._stop_requested:
-            try:
-                self._consumer.list_topics(timeout=BROKER_CHECK_SECONDS)
-                if last_said is not None:
-                    log.info("brokers reachable", extra={"bootstrap": self._bootstrap})
-                return
-            except KafkaException as exc:
-                now = time.monotonic()
-                self.last_poll_monotonic = now  # waiting, not stuck
-                if last_said is None or now - last_said >= BROKER_CHECK_REPEAT_SECONDS:
-                    log.error(
-                        "cannot reach the brokers; retrying",
-                        extra={"bootstrap": self._bootstrap, "error": exc.args[0].str()},
-                    )
-                    last_said = now
-
-    @property
-    def _bootstrap(self) -> str | None:
-        return self._settings.bootstrap_servers
 
     def _shutdown(self) -> bool:
         """Flush, commit what was delivered, leave the group. True when the final commit

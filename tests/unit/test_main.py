@@ -87,14 +87,7 @@ def test_signature_checks_apply_when_a_secret_is_set(capsysbinary, monkeypatch):
     assert lines[0]["reason"] == "signature_missing"
 
 
-@pytest.mark.parametrize("args", [["--header", "no-equals-sign"], ["--bogus"]])
-def test_usage_errors_exit_2(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["normalize", *args])
-    assert exit_info.value.code == 2
-
-
-def test_a_dash_reads_standard_input_among_files(capsysbinary, monkeypatch):
+def test_dash_is_stdin_among_files(capsysbinary, monkeypatch):
     status, lines = run(
         capsysbinary, str(MAGE_SEED), "-", stdin=RIVO_SEED.read_bytes(), monkeypatch=monkeypatch
     )
@@ -103,10 +96,16 @@ def test_a_dash_reads_standard_input_among_files(capsysbinary, monkeypatch):
     assert lines[1]["record"]["metadata"]["source_topic"] == "-"
 
 
-def test_a_missing_file_is_reported_and_the_others_still_print(capsysbinary, tmp_path):
-    status = main(["normalize", str(tmp_path / "missing.json"), str(RIVO_SEED)])
-    captured = capsysbinary.readouterr()
+def test_a_missing_file_among_several_is_one_line_and_the_rest_still_run(capsysbinary):
+    status, lines = run(capsysbinary, str(MAGE_SEED), "/no/such/file.json", str(RIVO_SEED))
     assert status == 2
-    assert [orjson.loads(line)["outcome"] for line in captured.out.splitlines()] == ["accepted"]
-    assert b"cannot read" in captured.err
-    assert b"missing.json" in captured.err
+    assert [line["outcome"] for line in lines] == ["accepted", "error", "accepted"]
+    assert lines[1]["input"] == "/no/such/file.json"
+    assert "No such file" in lines[1]["message"]
+
+
+@pytest.mark.parametrize("args", [["--header", "no-equals-sign"], ["--bogus"]])
+def test_usage_errors_exit_2(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["normalize", *args])
+    assert exit_info.value.code == 2
