@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from consumer.config import Settings
+from consumer.errors import KafkaFailure
 from consumer.metrics import Metrics
 from consumer.records import RawRecord
 from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_library
@@ -22,6 +23,25 @@ log = logging.getLogger(__name__)
 BACKPRESSURE_POLL_SECONDS = 0.1
 
 Encoder = Callable[[Mapping[str, Any]], bytes]
+
+# Errors that no retry cures: the credentials, the trusted CA or the ACLs are wrong.
+# librdkafka would retry them forever while the service looked alive and did nothing,
+# so they stop the service like librdkafka's own fatal errors do.
+STOPPING_ERRORS = frozenset(
+    (
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    )
+)
+
+
+def stops_the_service(error: KafkaError) -> bool:
+    return error.fatal() or error.code() in STOPPING_ERRORS
 
 
 def to_raw_record(message: Message) -> RawRecord:
@@ -137,8 +157,17 @@ def new_producer(settings: Settings, metrics: Metrics) -> Producer:
 
 
 def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
+    stopping = False
+
     def on_error(error: KafkaError) -> None:
+        nonlocal stopping
         metrics.client_errors.labels(client, error.name()).inc()
+        if stops_the_service(error) and not stopping:
+            # Raised out of the poll, consume or flush call that served this callback,
+            # i.e. into the runner's loop. Once per client: the same cause is reported
+            # again on every reconnect, and the shutdown must not trip over it.
+            stopping = True
+            raise KafkaFailure(f"kafka {client} cannot continue: {error.str()} ({error.name()})")
         log.warning("kafka client error", extra={"client": client, "error": error.str()})
 
     callbacks = {"stats_cb": metrics.kafka_stats.update, "error_cb": on_error}

@@ -30,7 +30,7 @@ from consumer import __version__
 from consumer.config import Settings
 from consumer.dead_letter import VALUE_OMITTED_BYTES, dead_letter_headers
 from consumer.errors import DeliveryFailed, KafkaFailure
-from consumer.kafka_io import Encoder, OffsetTracker, produce, to_raw_record
+from consumer.kafka_io import Encoder, OffsetTracker, produce, stops_the_service, to_raw_record
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.records import Accepted, Ignored, RawRecord, Rejected
@@ -109,13 +109,18 @@ class Runner:
             raise self._delivery_failure
 
     def _shutdown(self) -> None:
-        undelivered = self._producer.flush(FLUSH_TIMEOUT_SECONDS)
-        pending = self._tracker.pending()
+        # Nested so that a client failing here (flush serves the producer's error
+        # callback, which may raise) still stores what was acknowledged and closes.
+        undelivered = 0
         try:
-            self._store_commit_points()
+            undelivered = self._producer.flush(FLUSH_TIMEOUT_SECONDS)
         finally:
-            # Revokes (on_revoke runs), commits the stored offsets, leaves the group.
-            self._consumer.close()
+            pending = self._tracker.pending()
+            try:
+                self._store_commit_points()
+            finally:
+                # Revokes (on_revoke runs), commits the stored offsets, leaves the group.
+                self._consumer.close()
         if undelivered:
             log.error(
                 "stopped with undelivered records; their offsets were not committed",
@@ -279,8 +284,8 @@ class Runner:
 
     def _on_consume_error(self, error: KafkaError) -> None:
         self._metrics.consume_errors.labels(error.name()).inc()
-        if error.fatal():
-            raise KafkaFailure(f"fatal consumer error: {error.str()}")
+        if stops_the_service(error):
+            raise KafkaFailure(f"kafka consumer cannot continue: {error.str()} ({error.name()})")
         log.warning("consumer error", extra={"error": error.str(), "code": error.name()})
 
     # -- offsets and rebalances ------------------------------------------------------
