@@ -6,6 +6,13 @@ KAFKA_PRODUCER_<PROP> to one of them. <PROP> is the property name upper-cased wi
 written as single underscores; a double underscore stands for a literal underscore.
   KAFKA_SECURITY_PROTOCOL=SASL_SSL      -> security.protocol=SASL_SSL
   KAFKA_PRODUCER_LINGER_MS=50           -> linger.ms=50 (producer only)
+
+Every secret setting can instead be read from a file, as Docker and Kubernetes mount
+secrets: <NAME>_FILE=/path holds the value of <NAME> (one trailing newline is dropped).
+That covers <PROVIDER>_WEBHOOK_SECRET, SCHEMA_REGISTRY_URL,
+SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and every KAFKA_* property:
+  KAFKA_SASL_PASSWORD_FILE=/run/secrets/kafka -> sasl.password=<the file's content>
+(librdkafka's own *.location properties are paths it opens itself; they are unrelated.)
 """
 
 from __future__ import annotations
@@ -39,6 +46,11 @@ _PINNED_CONSUMER_PROPERTIES = {"enable.auto.offset.store": False, "enable.auto.c
 _HEADER_ROOM_BYTES = 64 * 1024
 _URL_USERINFO = re.compile(r"(?<=://)[^/@]+@")
 _WEBHOOK_SECRET_VARIABLE = re.compile(r"([A-Z][A-Z0-9_]*)_WEBHOOK_SECRET")
+_SECRET_FILE_SUFFIX = "_FILE"
+_SECRET_FILE_VARIABLE = re.compile(
+    r"(?:[A-Z][A-Z0-9_]*_WEBHOOK_SECRET|SCHEMA_REGISTRY_URL|SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"
+    r"|KAFKA_\w+)" + _SECRET_FILE_SUFFIX
+)
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+        env = _with_secret_files(os.environ if env is None else env)
         # <PROVIDER>_WEBHOOK_SECRET for any provider name; the pipeline refuses names
         # that are not in its registry, so a misspelt variable is not a silently
         # unverified provider.
@@ -200,6 +212,26 @@ class Settings:
                 secret = any(word in name for word in _SECRET_WORDS)
                 shown[f"{scope}.{name}"] = "***" if secret else value
         return shown
+
+
+def _with_secret_files(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with each secret's <NAME>_FILE replaced by <NAME> set to the file's content.
+    Error messages name the variable and the path, never the content."""
+    resolved = dict(env)
+    for file_variable, path in env.items():
+        if not _SECRET_FILE_VARIABLE.fullmatch(file_variable):
+            continue
+        name = file_variable[: -len(_SECRET_FILE_SUFFIX)]
+        del resolved[file_variable]
+        if name in env:
+            raise ConfigError(f"set {name} or {file_variable}, not both")
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            cause = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"{file_variable}: cannot read {path}: {cause}") from None
+        resolved[name] = content.removesuffix("\n").removesuffix("\r")
+    return resolved
 
 
 def _split_secrets(raw: str) -> tuple[str, ...]:
