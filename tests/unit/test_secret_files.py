@@ -87,7 +87,7 @@ def test_a_value_and_its_file_together_are_refused(tmp_path, name):
 
 def test_an_unreadable_secret_file_names_the_variable_and_path(tmp_path):
     missing = tmp_path / "absent"
-    with pytest.raises(ConfigError, match="KAFKA_SASL_PASSWORD_FILE: cannot read .*absent"):
+    with pytest.raises(ConfigError, match=r"KAFKA_SASL_PASSWORD_FILE: cannot read .*absent"):
         Settings.from_env({**BASE, "KAFKA_SASL_PASSWORD_FILE": str(missing)})
 
 
