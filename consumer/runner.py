@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from consumer import __version__
 from consumer.config import Settings
-from consumer.dead_letter import VALUE_OMITTED_BYTES, dead_letter_headers
+from consumer.dead_letter import HEADERS_OMITTED_BYTES, VALUE_OMITTED_BYTES, dead_letter_headers
 from consumer.errors import DeliveryFailed, KafkaFailure
 from consumer.kafka_io import Encoder, OffsetTracker, produce, stops_the_service, to_raw_record
 from consumer.metrics import Metrics
@@ -181,45 +181,72 @@ class Runner:
         )
         failed_at = datetime.fromtimestamp(self._clock(), UTC)
         headers = dead_letter_headers(raw, rejected, failed_at, __version__)
+        without_value = partial(self._produce_dead_letter_without_value, raw, rejected, headers)
         try:
             self._produce(
                 self._settings.dead_letter_topic,
                 key=raw.key,
                 value=raw.value,
                 headers=headers,
-                on_delivery=partial(self._dead_letter_delivered, raw, rejected, headers),
+                on_delivery=partial(self._dead_letter_delivered, raw, rejected, without_value),
             )
         except KafkaFailure as exc:
             if not _too_large(exc.__cause__):
                 raise
-            self._produce_dead_letter_without_value(raw, rejected, headers)
+            without_value()
 
     def _produce_dead_letter_without_value(
-        self, raw: RawRecord, rejected: Rejected, headers: list
+        self, raw: RawRecord, rejected: Rejected, headers: list, keep_headers: bool = True
     ) -> None:
         """A value too large for the dead-letter topic must not stop the service, or it
         would stop again on every restart. The record goes without its value, and a
-        header says how large the value was; the raw topic still holds it."""
-        log.warning(
-            "dead-letter value too large; sent without it",
-            extra={"topic": raw.topic, "partition": raw.partition, "offset": raw.offset},
-        )
+        header says how large the value was; the raw topic still holds it. Headers can
+        be as large as a value: if the record is still too large, the original headers
+        are left out as well, and another header says how large they were."""
         omitted = str(len(raw.value or b"")).encode()
-        self._produce(
-            self._settings.dead_letter_topic,
-            key=raw.key,
-            value=None,
-            headers=[*headers, (VALUE_OMITTED_BYTES, omitted)],
-            on_delivery=partial(
-                self._delivered, raw, partial(self._dead_letter_acked, rejected.reason)
-            ),
-        )
+        sent = [*headers, (VALUE_OMITTED_BYTES, omitted)]
+        without_headers = None
+        if keep_headers:
+            log.warning("dead-letter value too large; sent without it", extra=_position(raw))
+            without_headers = partial(
+                self._produce_dead_letter_without_value, raw, rejected, headers, False
+            )
+        else:
+            log.warning(
+                "dead letter too large without its value; sent without the original headers",
+                extra=_position(raw),
+            )
+            original_size = sum(
+                len(name.encode()) + len(value or b"") for name, value in raw.headers
+            )
+            sent = [
+                *headers[len(raw.headers) :],
+                (VALUE_OMITTED_BYTES, omitted),
+                (HEADERS_OMITTED_BYTES, str(original_size).encode()),
+            ]
+        try:
+            self._produce(
+                self._settings.dead_letter_topic,
+                key=raw.key,
+                value=None,
+                headers=sent,
+                on_delivery=partial(self._dead_letter_delivered, raw, rejected, without_headers),
+            )
+        except KafkaFailure as exc:
+            if without_headers is None or not _too_large(exc.__cause__):
+                raise
+            without_headers()
 
     def _dead_letter_delivered(
-        self, raw: RawRecord, rejected: Rejected, headers: list, error: Any, message: Any
+        self,
+        raw: RawRecord,
+        rejected: Rejected,
+        smaller: Callable[[], None] | None,
+        error: Any,
+        message: Any,
     ) -> None:
-        if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-            self._produce_dead_letter_without_value(raw, rejected, headers)
+        if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE and smaller:
+            smaller()
             return
         self._delivered(raw, partial(self._dead_letter_acked, rejected.reason), error, message)
 
@@ -326,6 +353,10 @@ class Runner:
         self._tracker.forget(partitions)
         self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
         self._metrics.assigned_partitions.set(len(self._assigned))
+
+
+def _position(raw: RawRecord) -> dict[str, Any]:
+    return {"topic": raw.topic, "partition": raw.partition, "offset": raw.offset}
 
 
 def _names(partitions: list[TopicPartition]) -> str:
