@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # Re-install whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install broker-jars prometheus lint rules test unit integration run bench-pipeline clean
+.PHONY: install broker-jars prometheus lint rules test unit integration run bench-pipeline fuzz clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,5 +49,19 @@ run: install broker-jars
 bench-pipeline: install
 	$(BIN)/python -m tests.benchmarks.pipeline_cost
 
+# Coverage-guided fuzzing of Pipeline.process (atheris) for FUZZ_SECONDS. The corpus
+# in .fuzz/corpus/ grows across runs; crashing inputs are written to .fuzz/artifacts/.
+FUZZ_SECONDS ?= 300
+FUZZ_INSTALLED := $(VENV)/.fuzz-installed
+
+$(FUZZ_INSTALLED): $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[test,fuzz]'
+	touch $@
+
+fuzz: $(FUZZ_INSTALLED)
+	mkdir -p .fuzz/corpus .fuzz/artifacts
+	$(BIN)/python -m tests.fuzz.pipeline_fuzz -max_total_time=$(FUZZ_SECONDS) \
+		-max_len=65536 -artifact_prefix=.fuzz/artifacts/ .fuzz/corpus
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .fuzz

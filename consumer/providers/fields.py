@@ -14,7 +14,8 @@ from typing import Any
 
 from consumer.errors import NormalizationError
 
-_INTEGER = re.compile(r"[+-]?\d+")
+# ASCII digits only: \d would also take other scripts' digits, which int() reads.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 # Shopify's GraphQL id of a customer, which some apps send instead of the bare number.
 _SHOPIFY_CUSTOMER_GID = re.compile(r"gid://shopify/Customer/(\d+)")
 _TWO_PLACES = Decimal("0.01")
@@ -79,7 +80,8 @@ def count(value: Any, field: str) -> int:
         and len(value.strip()) <= _MAX_DIGITS
         and _INTEGER.fullmatch(value.strip())
     ):
-        number = int(value)
+        # The stripped text: str.strip() removes more than int() tolerates ('\x1e').
+        number = int(value.strip())
     else:
         raise NormalizationError(f"{field}: expected a whole number", field)
     if number < 0:

@@ -706,3 +706,25 @@ def catalogue() -> list[HostileCase]:
     if duplicates:
         raise AssertionError(f"catalogue names must be unique: {sorted(duplicates)}")
     return cases
+
+
+def readme_table(cases: list[HostileCase] | None = None) -> str:
+    """The catalogue as the README's markdown table: one row per class."""
+    cases = catalogue() if cases is None else cases
+    lines = ["| input | outcome | field | why |", "|---|---|---|---|"]
+    generated = [case for case in cases if case.row == WRONG_TYPE_ROW]
+    for case in cases:
+        if case.row:
+            continue
+        field = f"`{case.field}`" if case.field else ""
+        lines.append(f"| {_cell(case.name)} | `{case.expected}` | {field} | {_cell(case.why)} |")
+    lines.append(
+        f"| {WRONG_TYPE_ROW} ({len(generated)} cases, generated from the schemas) "
+        "| `schema_violation` | the field's path | the raw schema types every field; "
+        "a value of another JSON type is refused, naming the field |"
+    )
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")

@@ -4,12 +4,14 @@ go through the running service in tests/integration/test_hostile_input.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from consumer.dev.samples import LOCAL_SECRETS
 from consumer.pipeline import Pipeline
 from consumer.records import Accepted, Ignored, RawRecord, Rejected
-from tests.helpers.hostile import ACCEPTED, IGNORED, catalogue
+from tests.helpers.hostile import ACCEPTED, IGNORED, catalogue, readme_table
 
 CASES = catalogue()
 PIPELINE = Pipeline(secrets={name: (secret,) for name, secret in LOCAL_SECRETS.items()})
@@ -29,3 +31,9 @@ def test_each_hostile_case_gets_its_documented_outcome(case):
     else:
         assert isinstance(outcome, Rejected), outcome
         assert (outcome.reason, outcome.field) == (case.expected, case.field)
+
+
+def test_the_readme_documents_the_catalogue_as_it_is():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    # To regenerate: python -c 'from tests.helpers.hostile import *; print(readme_table())'
+    assert readme_table(CASES) in readme
