@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,6 +80,12 @@ def provision(secured: SecuredBroker, user: str, without: tuple[str, ...] = ()) 
 class ServiceProcess:
     process: subprocess.Popen
     output: Path
+    metrics_port: int
+
+    def metrics_text(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
 
     def lines(self) -> list[dict]:
         parsed = []
@@ -120,7 +127,7 @@ def start_service(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    return ServiceProcess(process, output)
+    return ServiceProcess(process, output, metrics_port)
 
 
 def wait_for_exit(service: ServiceProcess) -> int:
@@ -157,6 +164,10 @@ def test_the_service_runs_end_to_end_over_sasl_ssl_with_least_privilege(secured,
             lambda: committed_offsets(secured.plaintext, topics.group, topics.raw, 1)[0] == 21,
             "every raw record to be committed",
         )
+        metrics = service.metrics_text()
+        assert f'loyalty_records_consumed_total{{topic="{topics.raw}"}} 21.0' in metrics
+        assert secured.users[SERVICE_USER].password not in metrics
+        assert LOCAL_SECRETS["rivo"] not in metrics
     finally:
         service.process.send_signal(signal.SIGTERM)
         status = wait_for_exit(service)
@@ -209,6 +220,31 @@ def test_the_service_principal_may_do_nothing_else(secured):
     visible = Producer(client).list_topics(timeout=10).topics
     assert hidden not in visible
     assert {topics.raw, topics.clean, topics.dlq} <= set(visible)
+
+
+def test_the_broker_host_name_is_verified(secured):
+    """The certificate names 127.0.0.1, not localhost: the same broker reached as
+    localhost must be refused, which shows host-name verification is on."""
+    user = secured.users[SERVICE_USER]
+    errors: list[KafkaError] = []
+    client = {
+        "bootstrap.servers": secured.secured.replace("127.0.0.1", "localhost"),
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": user.name,
+        "sasl.password": user.password,
+        "ssl.ca.location": str(secured.trusted_ca.pem_path),
+        "ssl.endpoint.identification.algorithm": "https",
+        "error_cb": errors.append,
+        "log_level": 0,
+    }
+    producer = Producer(client)
+    wait_until(
+        lambda: producer.poll(0.2) is not None and any(e.code() == KafkaError._SSL for e in errors),
+        "the TLS handshake to be refused",
+        timeout=30,
+    )
+    assert any("certificate verify failed" in error.str() for error in errors)
 
 
 @pytest.mark.parametrize(
