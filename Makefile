@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # Re-install whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install broker-jars prometheus lint rules test unit integration run bench-pipeline chaos clean
+.PHONY: install broker-jars prometheus lint rules test unit integration run bench-pipeline chaos fuzz clean
 .PHONY: deploy-tools image
 
 $(INSTALLED): pyproject.toml
@@ -69,5 +69,19 @@ deploy-tools: install
 image: install
 	PYTHON=$(BIN)/python bash deploy/container/build-image.sh
 
+# Coverage-guided fuzzing of Pipeline.process (atheris) for FUZZ_SECONDS. The corpus
+# in .fuzz/corpus/ grows across runs; crashing inputs are written to .fuzz/artifacts/.
+FUZZ_SECONDS ?= 300
+FUZZ_INSTALLED := $(VENV)/.fuzz-installed
+
+$(FUZZ_INSTALLED): $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[test,fuzz]'
+	touch $@
+
+fuzz: $(FUZZ_INSTALLED)
+	mkdir -p .fuzz/corpus .fuzz/artifacts
+	$(BIN)/python -m tests.fuzz.pipeline_fuzz -max_total_time=$(FUZZ_SECONDS) \
+		-max_len=65536 -artifact_prefix=.fuzz/artifacts/ .fuzz/corpus
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .fuzz

@@ -6,6 +6,13 @@ KAFKA_PRODUCER_<PROP> to one of them. <PROP> is the property name upper-cased wi
 written as single underscores; a double underscore stands for a literal underscore.
   KAFKA_SECURITY_PROTOCOL=SASL_SSL      -> security.protocol=SASL_SSL
   KAFKA_PRODUCER_LINGER_MS=50           -> linger.ms=50 (producer only)
+
+Every secret setting can instead be read from a file, as Docker and Kubernetes mount
+secrets: <NAME>_FILE=/path holds the value of <NAME> (one trailing newline is dropped).
+That covers <PROVIDER>_WEBHOOK_SECRET, SCHEMA_REGISTRY_URL,
+SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and every KAFKA_* property:
+  KAFKA_SASL_PASSWORD_FILE=/run/secrets/kafka -> sasl.password=<the file's content>
+(librdkafka's own *.location properties are paths it opens itself; they are unrelated.)
 """
 
 from __future__ import annotations
@@ -53,10 +60,10 @@ _PINNED_CONSUMER_PROPERTIES = {
 _HEADER_ROOM_BYTES = 64 * 1024
 _URL_USERINFO = re.compile(r"(?<=://)[^/@]+@")
 _WEBHOOK_SECRET_VARIABLE = re.compile(r"([A-Z][A-Z0-9_]*)_WEBHOOK_SECRET")
-# Settings that may hold a secret, and so may be read from <NAME>_FILE instead.
-_TAKES_A_FILE = re.compile(
-    r"[A-Z][A-Z0-9_]*_WEBHOOK_SECRET|SCHEMA_REGISTRY_URL|SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"
-    r"|KAFKA_\w+"
+_SECRET_FILE_SUFFIX = "_FILE"
+_SECRET_FILE_VARIABLE = re.compile(
+    r"(?:[A-Z][A-Z0-9_]*_WEBHOOK_SECRET|SCHEMA_REGISTRY_URL|SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"
+    r"|KAFKA_\w+)" + _SECRET_FILE_SUFFIX
 )
 
 
@@ -117,7 +124,7 @@ class Settings:
         """Every variable of VARIABLES parsed and checked, then the pass-through ones. A
         bad value raises ConfigError with one line naming the variable; an empty value
         means the default."""
-        env = _read_files(os.environ if env is None else env)
+        env = _with_secret_files(os.environ if env is None else env)
         values: dict[str, Any] = {}
         for variable in VARIABLES:
             raw = env.get(variable.name)
@@ -267,6 +274,26 @@ class Settings:
         return shown
 
 
+def _with_secret_files(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with each secret's <NAME>_FILE replaced by <NAME> set to the file's content.
+    Error messages name the variable and the path, never the content."""
+    resolved = dict(env)
+    for file_variable, path in env.items():
+        if not _SECRET_FILE_VARIABLE.fullmatch(file_variable):
+            continue
+        name = file_variable[: -len(_SECRET_FILE_SUFFIX)]
+        del resolved[file_variable]
+        if name in env:
+            raise ConfigError(f"set {name} or {file_variable}, not both")
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            cause = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"{file_variable}: cannot read {path}: {cause}") from None
+        resolved[name] = content.removesuffix("\n").removesuffix("\r")
+    return resolved
+
+
 def _split_secrets(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -385,26 +412,6 @@ def _boolean(text: str) -> bool:
     if value in ("false", "0", "no"):
         return False
     raise ValueError("must be true or false")
-
-
-def _read_files(env: Mapping[str, str]) -> dict[str, str]:
-    """<NAME>_FILE for any secret-bearing setting (the Docker / Kubernetes secret-file
-    convention): the setting's value is the file's content, without a final newline.
-    Secrets then never sit in the process environment of a container spec."""
-    resolved = dict(env)
-    for name, path in env.items():
-        base = name.removesuffix("_FILE")
-        if base == name or not _TAKES_A_FILE.fullmatch(base):
-            continue
-        if base in env:
-            raise ConfigError(f"{base} and {name} are both set; set one")
-        try:
-            resolved[base] = Path(path).read_text("utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise ConfigError(f"{name}: cannot read {path} ({reason})") from None
-        del resolved[name]
-    return resolved
 
 
 @dataclass(frozen=True)

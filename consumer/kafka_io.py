@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.config import Settings
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, KafkaFailure
 from consumer.logs import RepeatFilter
 from consumer.metrics import Metrics
 from consumer.records import RawRecord
@@ -29,6 +29,25 @@ client_log.addFilter(RepeatFilter(window_seconds=30.0))
 BACKPRESSURE_POLL_SECONDS = 0.1
 
 Encoder = Callable[[Mapping[str, Any]], bytes]
+
+# Errors that no retry cures: the credentials, the trusted CA or the ACLs are wrong.
+# librdkafka would retry them forever while the service looked alive and did nothing,
+# so they stop the service like librdkafka's own fatal errors do.
+STOPPING_ERRORS = frozenset(
+    (
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    )
+)
+
+
+def stops_the_service(error: KafkaError) -> bool:
+    return error.fatal() or error.code() in STOPPING_ERRORS
 
 
 def to_raw_record(message: Message) -> RawRecord:
@@ -183,9 +202,21 @@ def construct_client(
 
 
 def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
+    stopping = False
+
     def on_error(error: KafkaError) -> None:
+        nonlocal stopping
         metrics.client_errors.labels(client, error.name()).inc()
-        client_log.warning("kafka client error", extra={"client": client, "error": error.str()})
+        if stops_the_service(error) and not stopping:
+            # Raised out of the poll, consume or flush call that served this callback,
+            # i.e. into the runner's loop. Once per client: the same cause is reported
+            # again on every reconnect, and the shutdown must not trip over it.
+            stopping = True
+            raise KafkaFailure(f"kafka {client} cannot continue: {error.str()} ({error.name()})")
+        # The cause in the message: repeats of one cause collapse, distinct causes show.
+        client_log.warning(
+            f"kafka client error: {error.str()}", extra={"client": client, "error": error.str()}
+        )
 
     callbacks = {"stats_cb": metrics.kafka_stats.update, "error_cb": on_error}
     if client == "consumer":

@@ -45,9 +45,9 @@ from confluent_kafka import (
 
 from consumer import __version__
 from consumer.config import Settings
-from consumer.dead_letter import VALUE_OMITTED_BYTES, dead_letter_headers
+from consumer.dead_letter import HEADERS_OMITTED_BYTES, VALUE_OMITTED_BYTES, dead_letter_headers
 from consumer.errors import DeliveryFailed, FinalCommitFailed, KafkaFailure, ProducerFenced
-from consumer.kafka_io import Encoder, OffsetTracker, produce, to_raw_record
+from consumer.kafka_io import Encoder, OffsetTracker, produce, stops_the_service, to_raw_record
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.records import Accepted, Ignored, RawRecord, Rejected
@@ -188,26 +188,31 @@ class Runner:
 
     def _shutdown(self) -> bool:
         """Flush, commit what was delivered, leave the group. True when the final commit
-        went through (or there was nothing to commit)."""
-        undelivered = self._producer.flush(FLUSH_TIMEOUT_SECONDS)
-        pending = self._tracker.pending()
+        went through (or there was nothing to commit). Nested so that a client failing
+        here (flush serves the producer's error callback, which may raise) still commits
+        what was acknowledged and closes."""
+        undelivered = 0
         committed = False
         try:
-            if self._exactly_once:
-                if self._failed or self._delivery_failure is not None:
-                    # Whatever broke may break the commit too: abort, best effort (a
-                    # restarted member aborts it anyway, by fencing).
-                    with contextlib.suppress(KafkaFailure, KafkaException):
-                        self._abort_transaction(rewind=False)
-                else:
-                    committed = self._commit_transaction()
-            else:
-                self._store_commit_points()
-                committed = self._commit_through_rebalance()
+            undelivered = self._producer.flush(FLUSH_TIMEOUT_SECONDS)
         finally:
-            # Revokes (on_revoke runs), leaves the group; at-least-once also commits the
-            # stored offsets again, which is harmless.
-            self._consumer.close()
+            pending = self._tracker.pending()
+            try:
+                if self._exactly_once:
+                    if self._failed or self._delivery_failure is not None:
+                        # Whatever broke may break the commit too: abort, best effort (a
+                        # restarted member aborts it anyway, by fencing).
+                        with contextlib.suppress(KafkaFailure, KafkaException):
+                            self._abort_transaction(rewind=False)
+                    else:
+                        committed = self._commit_transaction()
+                else:
+                    self._store_commit_points()
+                    committed = self._commit_through_rebalance()
+            finally:
+                # Revokes (on_revoke runs), leaves the group; at-least-once also commits
+                # the stored offsets again, which is harmless.
+                self._consumer.close()
         if undelivered:
             log.error(
                 "stopped with undelivered records; their offsets were not committed",
@@ -302,45 +307,72 @@ class Runner:
         )
         failed_at = datetime.fromtimestamp(self._clock(), UTC)
         headers = dead_letter_headers(raw, rejected, failed_at, __version__)
+        without_value = partial(self._produce_dead_letter_without_value, raw, rejected, headers)
         try:
             self._produce(
                 self._settings.dead_letter_topic,
                 key=raw.key,
                 value=raw.value,
                 headers=headers,
-                on_delivery=partial(self._dead_letter_delivered, raw, rejected, headers),
+                on_delivery=partial(self._dead_letter_delivered, raw, rejected, without_value),
             )
         except KafkaFailure as exc:
             if not _too_large(exc.__cause__):
                 raise
-            self._produce_dead_letter_without_value(raw, rejected, headers)
+            without_value()
 
     def _produce_dead_letter_without_value(
-        self, raw: RawRecord, rejected: Rejected, headers: list
+        self, raw: RawRecord, rejected: Rejected, headers: list, keep_headers: bool = True
     ) -> None:
         """A value too large for the dead-letter topic must not stop the service, or it
         would stop again on every restart. The record goes without its value, and a
-        header says how large the value was; the raw topic still holds it."""
-        log.warning(
-            "dead-letter value too large; sent without it",
-            extra={"topic": raw.topic, "partition": raw.partition, "offset": raw.offset},
-        )
+        header says how large the value was; the raw topic still holds it. Headers can
+        be as large as a value: if the record is still too large, the original headers
+        are left out as well, and another header says how large they were."""
         omitted = str(len(raw.value or b"")).encode()
-        self._produce(
-            self._settings.dead_letter_topic,
-            key=raw.key,
-            value=None,
-            headers=[*headers, (VALUE_OMITTED_BYTES, omitted)],
-            on_delivery=partial(
-                self._delivered, raw, partial(self._dead_letter_acked, rejected.reason)
-            ),
-        )
+        sent = [*headers, (VALUE_OMITTED_BYTES, omitted)]
+        without_headers = None
+        if keep_headers:
+            log.warning("dead-letter value too large; sent without it", extra=_position(raw))
+            without_headers = partial(
+                self._produce_dead_letter_without_value, raw, rejected, headers, False
+            )
+        else:
+            log.warning(
+                "dead letter too large without its value; sent without the original headers",
+                extra=_position(raw),
+            )
+            original_size = sum(
+                len(name.encode()) + len(value or b"") for name, value in raw.headers
+            )
+            sent = [
+                *headers[len(raw.headers) :],
+                (VALUE_OMITTED_BYTES, omitted),
+                (HEADERS_OMITTED_BYTES, str(original_size).encode()),
+            ]
+        try:
+            self._produce(
+                self._settings.dead_letter_topic,
+                key=raw.key,
+                value=None,
+                headers=sent,
+                on_delivery=partial(self._dead_letter_delivered, raw, rejected, without_headers),
+            )
+        except KafkaFailure as exc:
+            if without_headers is None or not _too_large(exc.__cause__):
+                raise
+            without_headers()
 
     def _dead_letter_delivered(
-        self, raw: RawRecord, rejected: Rejected, headers: list, error: Any, message: Any
+        self,
+        raw: RawRecord,
+        rejected: Rejected,
+        smaller: Callable[[], None] | None,
+        error: Any,
+        message: Any,
     ) -> None:
-        if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-            self._produce_dead_letter_without_value(raw, rejected, headers)
+        if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE and smaller:
+            smaller()
             return
         self._delivered(raw, partial(self._dead_letter_acked, rejected.reason), error, message)
 
@@ -405,11 +437,11 @@ class Runner:
 
     def _on_consume_error(self, error: KafkaError) -> None:
         self._metrics.consume_errors.labels(error.name()).inc()
-        # A fatal error reaches the loop as code _FATAL, whose fatal() flag is not always
-        # set (seen: a static member fenced after a broker restart). The consumer is
+        # A fatal error can reach the loop as code _FATAL with its fatal() flag unset
+        # (seen: a static member fenced after a broker restart); the consumer is
         # unusable from then on: stop, and let a restart join afresh.
-        if error.fatal() or error.code() == KafkaError._FATAL:
-            raise KafkaFailure(f"fatal consumer error: {error.str()}")
+        if stops_the_service(error) or error.code() == KafkaError._FATAL:
+            raise KafkaFailure(f"kafka consumer cannot continue: {error.str()} ({error.name()})")
         log.warning("consumer error", extra={"error": error.str(), "code": error.name()})
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -578,6 +610,10 @@ class Runner:
 
 class _AbortNeeded(Exception):
     """A transaction call failed in a way that aborting the transaction recovers from."""
+
+
+def _position(raw: RawRecord) -> dict[str, Any]:
+    return {"topic": raw.topic, "partition": raw.partition, "offset": raw.offset}
 
 
 def _names(partitions: list[TopicPartition]) -> str:
