@@ -130,9 +130,10 @@ class Settings:
         config = self._with_overrides(config, self.kafka_consumer)
         for name, required in _PINNED_CONSUMER_PROPERTIES.items():
             if str(config[name]).lower() != str(required).lower():
+                variable = self.variable_for_property(name, "consumer")
                 raise ConfigError(
-                    f"{name} must stay {str(required).lower()}: offsets are committed only "
-                    "once the output is acknowledged"
+                    f"{variable}: {name} must stay {str(required).lower()}: offsets are "
+                    "committed only once the output is acknowledged"
                 )
         return config
 
