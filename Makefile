@@ -45,8 +45,9 @@ unit: install
 integration: install broker-jars prometheus deploy-tools image
 	$(BIN)/pytest tests/integration
 
+# `make run ARGS=--exit-when-done` (or --verbose, --no-samples): options of `local`.
 run: install broker-jars
-	$(BIN)/loyalty-consumer local
+	$(BIN)/loyalty-consumer local $(ARGS)
 
 # Pipeline cost per record and provider, without Kafka.
 bench-pipeline: install

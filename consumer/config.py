@@ -187,9 +187,11 @@ class Settings:
         config = self._with_overrides(config, self.kafka_consumer)
         for name, required in pinned.items():
             if str(config[name]).lower() != str(required).lower():
+                variable = self.variable_for_property(name, "consumer")
                 raise ConfigError(
-                    f"{name} must stay {str(required).lower()} in {self.processing_guarantee} "
-                    "mode: offsets are committed only once the output is acknowledged"
+                    f"{variable}: {name} must stay {str(required).lower()} in "
+                    f"{self.processing_guarantee} mode: offsets are committed only once the "
+                    "output is acknowledged"
                 )
         return config
 

@@ -131,6 +131,7 @@ def run_local(
         if broker is not None:
             broker.stop()
         if summarise:
+            out.print()
             out.print(_summary(metrics))
             out.print(_look_further(settings, broker_stopped=broker is not None))
 
@@ -179,20 +180,23 @@ def _summary(metrics: Metrics):
 
 
 def _look_further(settings: Settings, broker_stopped: bool = False) -> str:
-    env = f"KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers}"
-    lines = [
+    lines = []
+    bootstrap = settings.bootstrap_servers
+    if broker_stopped:
+        bootstrap = "localhost:9092"
+        lines += [
+            "the local broker stopped with this run; to look further, keep one running:",
+            "  python -m consumer.dev.local_broker run --port 9092",
+            f"  KAFKA_BOOTSTRAP_SERVERS={bootstrap} make run",
+        ]
+    env = f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}"
+    lines += [
         f"metrics: http://localhost:{settings.metrics_port}/metrics  (probes: /healthz, /readyz)"
         if settings.metrics_port
         else "metrics: on a free port (LOYALTY_METRICS_PORT=0), shown in the log",
         "to look further:",
-        f"  {env} loyalty-consumer tail --from-beginning          # clean records, decoded",
+        f"  {env} loyalty-consumer tail --from-beginning              # clean records, decoded",
         f"  {env} loyalty-consumer tail dead-letter --from-beginning  # rejections and why",
         f"  {env} loyalty-consumer replay --reason signature_invalid --dry-run",
     ]
-    if broker_stopped:
-        lines.append(
-            "(the local broker stopped with this run; to keep one: "
-            "python -m consumer.dev.local_broker run --port 9092, then "
-            "KAFKA_BOOTSTRAP_SERVERS=localhost:9092 make run)"
-        )
     return "\n".join(lines)

@@ -52,6 +52,8 @@ BAD_VALUES = [
     ("KAFKA_CONSUMER_FETCH_WAIT_MAX_MS", "soon", "Invalid value"),
     ("KAFKA_PRODUCER_LINGER_MS", "abc", "Invalid value"),
     ("KAFKA_SECURITY_PROTOCOL", "carrier-pigeon", "Invalid value"),
+    ("KAFKA_CONSUMER_ENABLE_AUTO_COMMIT", "false", "must stay true"),
+    ("KAFKA_ENABLE_AUTO_OFFSET_STORE", "true", "must stay false"),
 ]
 
 
