@@ -174,7 +174,8 @@ def test_only_the_documented_paths_answer_and_the_versions_are_whole():
         assert _get(port, "/metrics")[0] == 200
         assert _get(port, "/healthz")[0] == 200
         assert _get(port, "/readyz")[0] == 503
-        for path in ("/", "/metric", "/favicon.ico"):
+        assert _get(port, "/")[0] == 200  # lists the three paths
+        for path in ("/metric", "/favicon.ico", "/metrics/extra"):
             assert _get(port, path)[0] == 404, path
         body = _get(port, "/metrics")[1]
         assert f'confluent_kafka="{confluent_kafka.__version__}"' in body
