@@ -178,7 +178,16 @@ def pipeline_alone(job: dict[str, Any]) -> None:
             elapsed = time.perf_counter() - started
             best = elapsed if best is None else min(best, elapsed)
         results[name] = {"seconds": best, "records_per_second": len(records) / best}
+    results["peak_rss_mb"] = peak_rss_mb()
     print(orjson.dumps(results).decode(), flush=True)
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _stop_flag() -> list[bool]:

@@ -296,22 +296,33 @@ def _run_pipeline_alone(
         "orjson_loads_us_per_record": 1e6 / loads_rate,
         "pipeline_vs_orjson_loads": loads_rate / pipeline_rate,
         "cpu_seconds": rusage.ru_utime + rusage.ru_stime,
-        "peak_rss_mb": rusage.ru_maxrss / 1024,
+        "peak_rss_mb": measured["peak_rss_mb"],
     }
 
 
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """The process' high-water resident set (VmHWM). Not getrusage's ru_maxrss, which
+    for a child counts the parent's memory at fork time."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _stop(processes: list[subprocess.Popen]) -> dict[str, float]:
+    rss = 0.0
     for process in processes:
         if process.poll() is None:
+            rss = max(rss, peak_rss_mb(process.pid))
             process.terminate()
-    cpu, rss = 0.0, 0.0
+    cpu = 0.0
     for process in processes:
-        try:
-            _, _, rusage = os.wait4(process.pid, 0)
-        except ChildProcessError:
-            continue
+        if process.returncode is not None:
+            continue  # exited early and already reaped; the run fails anyway
+        # wait4, not Popen.wait: the child's own CPU time comes with it.
+        _, _, rusage = os.wait4(process.pid, 0)
         cpu += rusage.ru_utime + rusage.ru_stime
-        rss = max(rss, rusage.ru_maxrss / 1024)
     return {"cpu_seconds": cpu, "peak_rss_mb": rss}
 
 
