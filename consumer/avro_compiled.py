@@ -29,7 +29,7 @@ import array
 import numbers
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastavro.logical_writers import LOGICAL_WRITERS
@@ -255,6 +255,10 @@ def _int(value: int) -> bytes:
     return _long(value)
 
 
+# Lengths 0..63 as their one-byte varints, indexed by length (most strings are short).
+_SHORT_LENGTHS = _SMALL_VARINTS[64:]
+
+
 def _string(value: str) -> bytes:
     encoded = value.encode()
     return _long(len(encoded)) + encoded
@@ -271,6 +275,9 @@ class _EncoderCompiler:
             _long=_long,
             _int=_int,
             _string=_string,
+            _short_lengths=_SHORT_LENGTHS,
+            _epoch=datetime(1970, 1, 1, tzinfo=UTC),
+            _one_millisecond=timedelta(milliseconds=1),
             _bytes=_bytes,
             _pack_float=struct.Struct("<f").pack,
             _pack_double=struct.Struct("<d").pack,
@@ -298,8 +305,13 @@ class _EncoderCompiler:
             if schema["logicalType"] != "timestamp-millis" or schema["type"] != "long":
                 raise UnsupportedSchema(f"logical type {schema['logicalType']!r}")
             prepare = self.source.constant(LOGICAL_WRITERS["long-timestamp-millis"], "millis")
+            # An aware datetime in integer arithmetic (fastavro's formula, without its
+            # float); a naive one through fastavro's own conversion (local time).
             emit(indent, f"if isinstance({value}, datetime):")
-            emit(indent + 1, f"{value} = {prepare}({value}, None)")
+            emit(indent + 1, f"if {value}.tzinfo is not None:")
+            emit(indent + 2, f"{value} = ({value} - _epoch) // _one_millisecond")
+            emit(indent + 1, "else:")
+            emit(indent + 2, f"{value} = {prepare}({value}, None)")
             emit(indent, f"write(_long({value}))")
             return
         kind = _type_of(schema)
@@ -308,7 +320,13 @@ class _EncoderCompiler:
         if kind == "boolean":
             emit(indent, f"write(b'\\x01' if {value} else b'\\x00')")
         elif kind == "string":
-            emit(indent, f"write(_string({value}))")
+            # Inline rather than a call per string: a record has a dozen of them.
+            emit(indent, f"{value} = {value}.encode()")
+            emit(indent, f"if len({value}) < 64:")
+            emit(indent + 1, f"write(_short_lengths[len({value})])")
+            emit(indent, "else:")
+            emit(indent + 1, f"write(_long(len({value})))")
+            emit(indent, f"write({value})")
         elif kind == "bytes":
             emit(indent, f"write(_bytes({value}))")
         elif kind in ("int", "long"):

@@ -47,12 +47,8 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from consumer.dev.local_broker import LocalBroker
 from tests.benchmarks.workload import SECRETS, mixed_records
-
-try:  # the development tooling's home after the packaging move
-    from consumer.dev.local_broker import LocalBroker
-except ImportError:
-    from consumer.local_broker import LocalBroker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / ".bench"
@@ -194,7 +190,7 @@ def _service_env(job: dict[str, Any], exactly_once: bool) -> dict[str, str]:
         RIVO_WEBHOOK_SECRET=SECRETS["rivo"],
     )
     if exactly_once:
-        env["LOYALTY_PROCESSING_GUARANTEE"] = "exactly_once"
+        env["LOYALTY_PROCESSING_GUARANTEE"] = "exactly-once"
     return env
 
 

@@ -11,10 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-try:  # the development tooling's home after the packaging move
-    from consumer.dev.samples import LOCAL_SECRETS, SampleWebhook, sample_webhooks
-except ImportError:
-    from consumer.samples import LOCAL_SECRETS, SampleWebhook, sample_webhooks
+from consumer.dev.samples import LOCAL_SECRETS, SampleWebhook, sample_webhooks
 
 ACCEPTED_PER_CYCLE = 7
 IGNORED_PER_CYCLE = 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import io
 import string
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -121,7 +121,8 @@ def valid_records(draw: st.DrawFn, schema: Any, named: dict[str, Any]) -> Any:
             st.datetimes(
                 min_value=datetime(1900, 1, 1),
                 max_value=datetime(2200, 1, 1),
-                timezones=st.just(UTC),
+                timezones=st.just(UTC)
+                | st.builds(timezone, st.timedeltas(-timedelta(hours=23), timedelta(hours=23))),
             )
             | st.integers(LONG_MIN, LONG_MAX)
         )
