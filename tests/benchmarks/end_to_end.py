@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import os
 import platform
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -198,6 +199,8 @@ def _commands(contender: Contender, job: dict[str, Any]) -> tuple[list[list[str]
     encoded = orjson.dumps(job).decode()
     if contender.key in ("B", "B'", "E"):
         command = [_python(), "-m", "consumer", "run"]
+        if job.get("profile_to"):
+            command[1:1] = ["-m", "cProfile", "-o", job["profile_to"]]
         env = _service_env(job, exactly_once=contender.key == "B'")
         return [command] * contender.processes, env
     name = {"A": "passthrough", "C": "quix", "D": "pipeline"}[contender.key]
@@ -206,7 +209,13 @@ def _commands(contender: Contender, job: dict[str, Any]) -> tuple[list[list[str]
 
 
 def run_contender(
-    contender: Contender, bootstrap: str, raw_topic: str, workload, round_number: int, logs: Path
+    contender: Contender,
+    bootstrap: str,
+    raw_topic: str,
+    workload,
+    round_number: int,
+    logs: Path,
+    profile: bool = False,
 ) -> dict[str, Any]:
     suffix = f"{contender.key.replace(chr(39), 'x')}-{round_number}-{uuid.uuid4().hex[:6]}"
     job = {
@@ -217,6 +226,8 @@ def run_contender(
         "group_id": f"bench-{suffix}",
         "records": len(workload.records),
     }
+    if profile and contender.key in ("B", "B'"):
+        job["profile_to"] = str(logs / f"{suffix}.prof")
     records = len(workload.records)
     if contender.key == "D":
         return _run_pipeline_alone(contender, job, logs, suffix)
@@ -265,6 +276,8 @@ def run_contender(
     result["cpu_us_per_record"] = usage["cpu_seconds"] / records * 1e6
     if count != expected:
         result["error"] = f"{count} outputs, expected {expected}"
+    if job.get("profile_to"):
+        result["profile"] = job["profile_to"]
     return result
 
 
@@ -421,6 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated contender keys")
     parser.add_argument("--label", default="", help="a word stored with the results")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the service under cProfile (slower) and print where its time goes",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.records < 10:
         parser.error("at least 1 round of 10 records")
@@ -450,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_number in range(1, args.rounds + 1):
             for contender in runnable:
                 result = run_contender(
-                    contender, bootstrap, raw_topic, workload, round_number, logs
+                    contender, bootstrap, raw_topic, workload, round_number, logs, args.profile
                 )
                 results.append(result)
                 if "error" in result:
@@ -485,6 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render_table(summary))
     print(f"\nmachine: {info['cpu']}, {info['cores']} cores; results in {path}")
+    for result in results:
+        if "profile" in result:
+            print(f"\nprofile of {result['title']}, round {result['round']}:")
+            pstats.Stats(result["profile"]).sort_stats("tottime").print_stats(30)
     if failures:
         print("\nFAILED: output counts differ from the expected ones:", *failures, sep="\n  ")
         return 1
