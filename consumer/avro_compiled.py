@@ -226,8 +226,9 @@ def compile_validator(schema: Any) -> Validator:
 # -- encoding --------------------------------------------------------------------------
 
 
-def _varint(value: int) -> bytes:
-    """Avro's zig-zag variable-length long, for a value already range-checked."""
+def _zigzag_varint(value: int) -> bytes:
+    """Avro's zig-zag variable-length long, one 7-bit group at a time (the reference
+    for the table-driven _long below, and how its tables are built)."""
     value = (value << 1) ^ (value >> 63)
     out = bytearray()
     while value & ~0x7F:
@@ -238,7 +239,16 @@ def _varint(value: int) -> bytes:
 
 
 # Most lengths, enum indexes and union branches are small: their encodings are looked up.
-_SMALL_VARINTS = tuple(_varint(n) for n in range(-64, 64))
+_SMALL_VARINTS = tuple(_zigzag_varint(n) for n in range(-64, 64))
+# Larger values (epoch-millisecond timestamps are six bytes) go 14 bits at a time: the two
+# bytes of each 14-bit group, with the continuation bit on both (more follows) or on the
+# first only (the last group). 2 x 16384 short byte strings, built once.
+_GROUP_BITS = 14
+_GROUP_MASK = (1 << _GROUP_BITS) - 1
+_MORE_FOLLOWS = tuple(bytes(((g & 0x7F) | 0x80, (g >> 7) | 0x80)) for g in range(1 << 14))
+_LAST_GROUP = tuple(
+    bytes((g,)) if g < 0x80 else bytes(((g & 0x7F) | 0x80, g >> 7)) for g in range(1 << 14)
+)
 
 
 def _long(value: int) -> bytes:
@@ -246,7 +256,12 @@ def _long(value: int) -> bytes:
         return _SMALL_VARINTS[value + 64]
     if not LONG_RANGE[0] <= value <= LONG_RANGE[1]:
         raise ValueError(f"{value} is outside the range of an Avro long")
-    return _varint(value)
+    value = (value << 1) ^ (value >> 63)
+    out = b""
+    while value > _GROUP_MASK:
+        out += _MORE_FOLLOWS[value & _GROUP_MASK]
+        value >>= _GROUP_BITS
+    return out + _LAST_GROUP[value]
 
 
 def _int(value: int) -> bytes:
@@ -269,7 +284,8 @@ def _bytes(value: bytes) -> bytes:
 
 
 class _EncoderCompiler:
-    def __init__(self, schema: Any) -> None:
+    def __init__(self, schema: Any, prefix: bytes) -> None:
+        self.prefix = prefix
         self.source = _Source()
         self.source.namespace.update(
             _long=_long,
@@ -290,16 +306,16 @@ class _EncoderCompiler:
     def compile(self, schema: Any) -> Encoder:
         emit = self.source.emit
         emit(0, "def encode(datum):")
-        emit(1, "parts = []")
-        emit(1, "write = parts.append")
+        # bytearray +=: an in-place add, cheaper than a method call per part.
+        emit(1, f"out = bytearray({self.source.constant(self.prefix, 'prefix')})")
         self.write(schema, "datum", 1)
-        emit(1, "return b''.join(parts)")
+        emit(1, "return bytes(out)")
         while self.checks.pending:  # record checks used by union branches
             self.checks._record_function(self.checks.pending.pop())
         return self.source.build("encode")
 
     def write(self, schema: Any, value: str, indent: int) -> None:
-        """Statements appending the encoding of `value` (a name) to `parts`."""
+        """Statements appending the encoding of `value` (a name) to `out`."""
         emit = self.source.emit
         if isinstance(schema, dict) and schema.get("logicalType"):
             if schema["logicalType"] != "timestamp-millis" or schema["type"] != "long":
@@ -312,30 +328,30 @@ class _EncoderCompiler:
             emit(indent + 2, f"{value} = ({value} - _epoch) // _one_millisecond")
             emit(indent + 1, "else:")
             emit(indent + 2, f"{value} = {prepare}({value}, None)")
-            emit(indent, f"write(_long({value}))")
+            emit(indent, f"out += _long({value})")
             return
         kind = _type_of(schema)
         if kind == "null":
             return
         if kind == "boolean":
-            emit(indent, f"write(b'\\x01' if {value} else b'\\x00')")
+            emit(indent, f"out += b'\\x01' if {value} else b'\\x00'")
         elif kind == "string":
             # Inline rather than a call per string: a record has a dozen of them.
             emit(indent, f"{value} = {value}.encode()")
             emit(indent, f"if len({value}) < 64:")
-            emit(indent + 1, f"write(_short_lengths[len({value})])")
+            emit(indent + 1, f"out += _short_lengths[len({value})]")
             emit(indent, "else:")
-            emit(indent + 1, f"write(_long(len({value})))")
-            emit(indent, f"write({value})")
+            emit(indent + 1, f"out += _long(len({value}))")
+            emit(indent, f"out += {value}")
         elif kind == "bytes":
-            emit(indent, f"write(_bytes({value}))")
+            emit(indent, f"out += _bytes({value})")
         elif kind in ("int", "long"):
-            emit(indent, f"write(_{kind}({value}))")
+            emit(indent, f"out += _{kind}({value})")
         elif kind in ("float", "double"):
-            emit(indent, f"write(_pack_{kind}({value}))")
+            emit(indent, f"out += _pack_{kind}({value})")
         elif kind == "enum":
             indexes = {symbol: _long(i) for i, symbol in enumerate(schema["symbols"])}
-            emit(indent, f"write({self.source.constant(indexes, 'enum')}[{value}])")
+            emit(indent, f"out += {self.source.constant(indexes, 'enum')}[{value}]")
         elif kind == "union":
             self._union(schema, value, indent)
         elif kind in ("record", "error"):
@@ -355,7 +371,7 @@ class _EncoderCompiler:
         for index, branch in enumerate(schema):
             keyword = "if" if index == 0 else "elif"
             emit(indent, f"{keyword} {self.checks.check(branch, value)}:")
-            emit(indent + 1, f"write({_long(index)!r})")
+            emit(indent + 1, f"out += {_long(index)!r}")
             if _type_of(branch) == "null":
                 continue
             self.write(branch, value, indent + 1)
@@ -387,7 +403,8 @@ def _nullable(field_type: Any) -> bool:
     return field_type == "null" or (isinstance(field_type, list) and "null" in field_type)
 
 
-def compile_encoder(schema: Any) -> Encoder:
-    """encode(record) -> the Avro binary body, as fastavro.schemaless_writer writes it,
-    for a schema parsed by fastavro.parse_schema."""
-    return _EncoderCompiler(schema).compile(schema)
+def compile_encoder(schema: Any, prefix: bytes = b"") -> Encoder:
+    """encode(record) -> `prefix` and the Avro binary body, as fastavro.schemaless_writer
+    writes it, for a schema parsed by fastavro.parse_schema. (The prefix is for a
+    header such as single-object encoding's, written in the same buffer.)"""
+    return _EncoderCompiler(schema, prefix).compile(schema)

@@ -174,13 +174,14 @@ def _validator(schema: Any) -> Callable[[Any], bool]:
         return lambda payload: validate(payload, schema, raise_errors=False)
 
 
-def _encoder(schema: Any) -> Callable[[Any], bytes]:
+def _encoder(schema: Any, prefix: bytes) -> Callable[[Any], bytes]:
     try:
-        return compile_encoder(schema)
+        return compile_encoder(schema, prefix)
     except UnsupportedSchema:
 
         def encode(record: Any) -> bytes:
             buffer = io.BytesIO()
+            buffer.write(prefix)
             schemaless_writer(buffer, schema, record)
             return buffer.getvalue()
 
@@ -262,10 +263,10 @@ class SingleObjectCodec:
         self._header = SINGLE_OBJECT_MARKER + self.fingerprint
         self._writers = dict(writers if writers is not None else library.canonical_writers())
         self._writers[self.fingerprint] = self.schema
-        self._encode_body = _encoder(self.schema)
+        self._encode = _encoder(self.schema, prefix=self._header)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
-        return self._header + self._encode_body(record)
+        return self._encode(record)
 
     def decode(self, data: bytes) -> dict[str, Any]:
         if data[:2] != SINGLE_OBJECT_MARKER:

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from consumer.avro_compiled import (
     UnsupportedSchema,
+    _long,
+    _zigzag_varint,
     compile_encoder,
     compile_validator,
 )
@@ -336,3 +338,8 @@ def test_identifiers_in_generated_code_are_safe():
     for line in source.splitlines():
         if line.startswith("def "):
             assert set(line[4 : line.index("(")]) <= allowed
+
+
+@given(value=st.integers(LONG_MIN, LONG_MAX))
+def test_table_driven_longs_equal_the_group_by_group_encoding(value):
+    assert _long(value) == _zigzag_varint(value)
