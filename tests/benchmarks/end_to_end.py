@@ -31,6 +31,7 @@ fails. Results go to .bench/<time>.json; the table is printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import platform
@@ -435,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated contender keys")
     parser.add_argument("--label", default="", help="a word stored with the results")
     parser.add_argument(
+        "--bootstrap-servers",
+        help="use this broker rather than starting the project's local one",
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="run the service under cProfile (slower) and print where its time goes",
@@ -446,16 +452,19 @@ def main(argv: list[str] | None = None) -> int:
     skipped = {c.key: why for c in chosen if (why := c.available())}
     runnable = [c for c in chosen if c.key not in skipped]
 
-    RESULTS_DIR.mkdir(exist_ok=True)
+    results_dir = args.results_dir
+    results_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    logs = RESULTS_DIR / f"{stamp}-logs"
+    logs = results_dir / f"{stamp}-logs"
     logs.mkdir()
     workload = mixed_records(args.records)
     results: list[dict[str, Any]] = []
     failures: list[str] = []
     info = machine()
-    with LocalBroker() as broker:
-        bootstrap = broker.bootstrap_servers
+    with contextlib.ExitStack() as stack:
+        bootstrap = args.bootstrap_servers
+        if not bootstrap:
+            bootstrap = stack.enter_context(LocalBroker()).bootstrap_servers
         raw_topic = f"bench.raw.{uuid.uuid4().hex[:6]}"
         create_topics(bootstrap, [raw_topic], log_append_time=False)
         fill_raw_topic(bootstrap, raw_topic, workload.records)
@@ -497,9 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         "runs": results,
         "failures": failures,
     }
-    path = RESULTS_DIR / f"{stamp}.json"
+    path = results_dir / f"{stamp}.json"
     path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    shutil.copyfile(path, RESULTS_DIR / "latest.json")
+    shutil.copyfile(path, results_dir / "latest.json")
     print()
     print(render_table(summary))
     print(f"\nmachine: {info['cpu']}, {info['cores']} cores; results in {path}")
