@@ -6,8 +6,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Re-install whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
+# The benchmark's own virtualenv: its Quix Streams contender pins another confluent-kafka.
+BENCH_VENV := .venv-bench
+BENCH_INSTALLED := $(BENCH_VENV)/.installed
+# e.g. make bench BENCH_ARGS='--records 150000 --rounds 5'
+BENCH_ARGS ?=
 
-.PHONY: install broker-jars prometheus lint rules test unit integration run bench-pipeline chaos fuzz clean
+.PHONY: install broker-jars prometheus lint rules test unit integration run bench bench-pipeline chaos fuzz clean
 .PHONY: deploy-tools image
 
 $(INSTALLED): pyproject.toml
@@ -49,6 +54,16 @@ integration: install broker-jars prometheus deploy-tools image
 run: install broker-jars
 	$(BIN)/loyalty-consumer local $(ARGS)
 
+$(BENCH_INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -e '.[bench]'
+	touch $@
+
+# Side-by-side throughput on one local broker; the table is in README "Performance".
+bench: $(BENCH_INSTALLED) broker-jars
+	$(BENCH_VENV)/bin/python -m tests.benchmarks.end_to_end $(BENCH_ARGS)
+
 # Pipeline cost per record and provider, without Kafka.
 bench-pipeline: install
 	$(BIN)/python -m tests.benchmarks.pipeline_cost
@@ -85,4 +100,4 @@ fuzz: $(FUZZ_INSTALLED)
 		-max_len=65536 -artifact_prefix=.fuzz/artifacts/ .fuzz/corpus
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .fuzz
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache .hypothesis .fuzz

@@ -115,14 +115,20 @@ class OffsetTracker:
         self._in_flight: dict[tuple[str, int], dict[int, bool]] = {}
 
     def start(self, topic: str, partition: int, offset: int) -> None:
-        offsets = self._in_flight.setdefault((topic, partition), {})
+        # Called for every record: no empty dict built for setdefault, no iterator
+        # unless the partition already has offsets in flight.
+        key = (topic, partition)
+        offsets = self._in_flight.get(key)
+        if offsets is None:
+            self._in_flight[key] = {offset: False}
+            return
         rewound = bool(offsets) and offset <= next(reversed(offsets))
         offsets[offset] = False
         if rewound:
             # librdkafka moved the partition back without a revocation (an offset reset
             # after log truncation): keep the queue in offset order, so the commit point
             # can never pass an older offset still waiting. Rare, so the sort is cheap.
-            self._in_flight[(topic, partition)] = dict(sorted(offsets.items()))
+            self._in_flight[key] = dict(sorted(offsets.items()))
 
     def finish(self, topic: str, partition: int, offset: int) -> None:
         offsets = self._in_flight.get((topic, partition))

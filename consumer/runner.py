@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from confluent_kafka import (
@@ -113,6 +113,12 @@ class Runner:
         self._txn_positions: dict[tuple[str, int], int] = {}
         self._txn_started: float | None = None
         self._txn_records = 0
+        # labels() takes a lock and hashes the label values on every call; the label sets
+        # are few (closed sets), so each counter child is looked up once and kept.
+        self._consumed_counter = cache(metrics.records_consumed.labels)
+        self._outcome_counter = cache(metrics.outcomes.labels)
+        self._clean_counter = cache(metrics.clean_records.labels)
+        self._dead_letter_counter = cache(metrics.dead_letters.labels)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -254,28 +260,47 @@ class Runner:
     # -- per record ----------------------------------------------------------------
 
     def _process_batch(self, batch: list[Message]) -> None:
-        with self._metrics.batch_seconds.time():
-            for message in batch:
-                error = message.error()
-                if error is not None:
-                    self._on_consume_error(error)
-                    continue
-                raw = to_raw_record(message)
-                self._metrics.records_consumed.labels(raw.topic).inc()
-                self._tracker.start(raw.topic, raw.partition, raw.offset)
-                if self._exactly_once:
-                    self._txn_positions[(raw.topic, raw.partition)] = raw.offset + 1
-                    self._txn_records += 1
-                started = time.perf_counter()
-                outcome = self._pipeline.process(raw)
-                if isinstance(outcome, Accepted):
-                    self._produce_clean(raw, outcome)
-                elif isinstance(outcome, Rejected):
-                    self._produce_dead_letter(raw, outcome)
-                else:
-                    self._tracker.finish(raw.topic, raw.partition, raw.offset)
-                self._metrics.record_seconds.observe(time.perf_counter() - started)
-                self._count(outcome)
+        # Counters move once per batch and label set, not once per record; `finally`
+        # keeps them right when a record stops the loop half-way.
+        consumed: dict[str, int] = {}
+        outcomes: dict[tuple[str, str, str, str], int] = {}
+        try:
+            with self._metrics.batch_seconds.time():
+                self._process_records(batch, consumed, outcomes)
+        finally:
+            for topic, count in consumed.items():
+                self._consumed_counter(topic).inc(count)
+            for labels, count in outcomes.items():
+                self._outcome_counter(*labels).inc(count)
+
+    def _process_records(
+        self,
+        batch: list[Message],
+        consumed: dict[str, int],
+        outcomes: dict[tuple[str, str, str, str], int],
+    ) -> None:
+        for message in batch:
+            error = message.error()
+            if error is not None:
+                self._on_consume_error(error)
+                continue
+            raw = to_raw_record(message)
+            consumed[raw.topic] = consumed.get(raw.topic, 0) + 1
+            self._tracker.start(raw.topic, raw.partition, raw.offset)
+            if self._exactly_once:
+                self._txn_positions[(raw.topic, raw.partition)] = raw.offset + 1
+                self._txn_records += 1
+            started = time.perf_counter()
+            outcome = self._pipeline.process(raw)
+            if isinstance(outcome, Accepted):
+                self._produce_clean(raw, outcome)
+            elif isinstance(outcome, Rejected):
+                self._produce_dead_letter(raw, outcome)
+            else:
+                self._tracker.finish(raw.topic, raw.partition, raw.offset)
+            self._metrics.record_seconds.observe(time.perf_counter() - started)
+            labels = _outcome_labels(outcome)
+            outcomes[labels] = outcomes.get(labels, 0) + 1
 
     def _produce_clean(self, raw: RawRecord, accepted: Accepted) -> None:
         occurred_at = accepted.record["occurred_at"].timestamp()
@@ -288,9 +313,8 @@ class Runner:
                 ("event_type", accepted.event_type.encode()),
                 ("event_id", accepted.event_id.encode()),
             ],
-            on_delivery=partial(
-                self._delivered, raw, partial(self._clean_acked, accepted.provider, occurred_at)
-            ),
+            # One partial per record (this is every accepted record's callback).
+            on_delivery=partial(self._clean_delivered, raw, accepted.provider, occurred_at),
         )
 
     def _produce_dead_letter(self, raw: RawRecord, rejected: Rejected) -> None:
@@ -414,26 +438,23 @@ class Runner:
         self._tracker.finish(raw.topic, raw.partition, raw.offset)
         on_ack()
 
-    def _clean_acked(self, provider: str, occurred_at: float) -> None:
-        self._metrics.clean_records.labels(provider).inc()
+    def _clean_delivered(
+        self,
+        raw: RawRecord,
+        provider: str,
+        occurred_at: float,
+        error: KafkaError | None,
+        message: Any,
+    ) -> None:
+        if error is not None:
+            self._delivered(raw, _nothing, error, message)
+            return
+        self._tracker.finish(raw.topic, raw.partition, raw.offset)
+        self._clean_counter(provider).inc()
         self._metrics.end_to_end_seconds.observe(max(0.0, self._clock() - occurred_at))
 
     def _dead_letter_acked(self, reason: str) -> None:
-        self._metrics.dead_letters.labels(reason).inc()
-
-    def _count(self, outcome: Accepted | Ignored | Rejected) -> None:
-        if isinstance(outcome, Accepted):
-            labels = ("accepted", outcome.provider, outcome.event_type, "")
-        elif isinstance(outcome, Ignored):
-            labels = ("ignored", outcome.provider, outcome.event_type_label, "")
-        else:
-            labels = (
-                "rejected",
-                outcome.provider or "unknown",
-                outcome.event_type_label,
-                outcome.reason,
-            )
-        self._metrics.outcomes.labels(*labels).inc()
+        self._dead_letter_counter(reason).inc()
 
     def _on_consume_error(self, error: KafkaError) -> None:
         self._metrics.consume_errors.labels(error.name()).inc()
@@ -614,6 +635,19 @@ class _AbortNeeded(Exception):
 
 def _position(raw: RawRecord) -> dict[str, Any]:
     return {"topic": raw.topic, "partition": raw.partition, "offset": raw.offset}
+
+
+def _outcome_labels(outcome: Accepted | Ignored | Rejected) -> tuple[str, str, str, str]:
+    """The loyalty_records_processed_total labels of an outcome."""
+    if isinstance(outcome, Accepted):
+        return ("accepted", outcome.provider, outcome.event_type, "")
+    if isinstance(outcome, Ignored):
+        return ("ignored", outcome.provider, outcome.event_type_label, "")
+    return ("rejected", outcome.provider or "unknown", outcome.event_type_label, outcome.reason)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _names(partitions: list[TopicPartition]) -> str:

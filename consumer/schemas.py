@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
@@ -27,6 +27,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
+from consumer.avro_compiled import UnsupportedSchema, compile_encoder, compile_validator
 from consumer.errors import ConfigError, SchemaViolation
 
 SCHEMA_PACKAGE = "consumer.schema_files"
@@ -123,13 +124,14 @@ class RawSchema:
     def __init__(self, schema: dict[str, Any]) -> None:
         self._schema = schema
         self._path_of_type = dict(_record_paths(self._schema, ""))
+        self._is_valid = _validator(self._schema)
 
     def validate(self, payload: Mapping[str, Any]) -> None:
-        # The boolean check first: with raise_errors=True fastavro builds (and encodes
-        # to JSON) an exception for every union branch it tries, even on valid data,
-        # which made validation most of a record's cost. Errors are asked for only once
-        # the payload is known to be invalid.
-        if validate(payload, self._schema, raise_errors=False):
+        # The compiled yes/no check first (consumer/avro_compiled.py): fastavro's
+        # generic walk, and its exceptions for every union branch it tries, were most of
+        # a record's cost. fastavro explains a failure once the payload is known to be
+        # invalid, so messages and field paths stay fastavro's.
+        if self._is_valid(payload):
             return
         try:
             validate(payload, self._schema, raise_errors=True)
@@ -163,6 +165,27 @@ class RawSchema:
         type_name, _, field_name = (fastavro_field or "").rpartition(".")
         parent = self._path_of_type.get(type_name, "")
         return f"{parent}.{field_name}" if parent else field_name
+
+
+def _validator(schema: Any) -> Callable[[Any], bool]:
+    try:
+        return compile_validator(schema)
+    except UnsupportedSchema:
+        return lambda payload: validate(payload, schema, raise_errors=False)
+
+
+def _encoder(schema: Any, prefix: bytes) -> Callable[[Any], bytes]:
+    try:
+        return compile_encoder(schema, prefix)
+    except UnsupportedSchema:
+
+        def encode(record: Any) -> bytes:
+            buffer = io.BytesIO()
+            buffer.write(prefix)
+            schemaless_writer(buffer, schema, record)
+            return buffer.getvalue()
+
+        return encode
 
 
 def _without_type_tags(value: Any) -> Any:
@@ -240,12 +263,10 @@ class SingleObjectCodec:
         self._header = SINGLE_OBJECT_MARKER + self.fingerprint
         self._writers = dict(writers if writers is not None else library.canonical_writers())
         self._writers[self.fingerprint] = self.schema
+        self._encode = _encoder(self.schema, prefix=self._header)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
-        buffer = io.BytesIO()
-        buffer.write(self._header)
-        schemaless_writer(buffer, self.schema, record)
-        return buffer.getvalue()
+        return self._encode(record)
 
     def decode(self, data: bytes) -> dict[str, Any]:
         if data[:2] != SINGLE_OBJECT_MARKER:

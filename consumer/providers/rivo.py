@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from consumer.errors import NormalizationError, SignatureInvalid, SignatureMissing
@@ -198,7 +199,8 @@ def _standard_matches(
     return matches_any(expected, candidates)
 
 
-def standard_keys(secret: str) -> list[bytes]:
+@cache  # per configured secret, not per record: the answer never changes
+def standard_keys(secret: str) -> tuple[bytes, ...]:
     """HMAC keys a configured secret may stand for. Standard Webhooks secrets are
     base64 ('whsec_' + base64 by convention, but the reference library decodes an
     unprefixed secret too); a secret that is not base64 is used as written."""
@@ -213,7 +215,7 @@ def standard_keys(secret: str) -> list[bytes]:
     except binascii.Error:
         if not keys:
             keys.append(secret.encode())
-    return keys
+    return tuple(keys)
 
 
 PROVIDER = Rivo()
