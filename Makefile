@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # Re-install whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install broker-jars prometheus lint rules test unit integration run bench-pipeline clean
+.PHONY: install broker-jars prometheus lint rules test unit integration run bench-pipeline chaos fuzz clean
 .PHONY: deploy-tools image
 
 $(INSTALLED): pyproject.toml
@@ -45,12 +45,21 @@ unit: install
 integration: install broker-jars prometheus deploy-tools image
 	$(BIN)/pytest tests/integration
 
+# `make run ARGS=--exit-when-done` (or --verbose, --no-samples): options of `local`.
 run: install broker-jars
-	$(BIN)/loyalty-consumer local
+	$(BIN)/loyalty-consumer local $(ARGS)
 
 # Pipeline cost per record and provider, without Kafka.
 bench-pipeline: install
 	$(BIN)/python -m tests.benchmarks.pipeline_cost
+
+# The fault scenarios of tests/integration/test_fault_tolerance.py at any size, both
+# guarantees, printing the ledger per scenario: make chaos RECORDS=100000 FAULTS=3 SEED=7
+RECORDS ?= 20000
+FAULTS  ?= 3
+SEED    ?= 7
+chaos: install broker-jars
+	$(BIN)/python -m tests.integration.chaos --records $(RECORDS) --faults $(FAULTS) --seed $(SEED)
 
 # Deployment: helm, kubeconform, kube-apiserver (built from its Go module), etcd,
 # docker-compose, KEDA's CRDs and offline schemas; and the service's container image,
@@ -61,5 +70,19 @@ deploy-tools: install
 image: install
 	PYTHON=$(BIN)/python bash deploy/container/build-image.sh
 
+# Coverage-guided fuzzing of Pipeline.process (atheris) for FUZZ_SECONDS. The corpus
+# in .fuzz/corpus/ grows across runs; crashing inputs are written to .fuzz/artifacts/.
+FUZZ_SECONDS ?= 300
+FUZZ_INSTALLED := $(VENV)/.fuzz-installed
+
+$(FUZZ_INSTALLED): $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[test,fuzz]'
+	touch $@
+
+fuzz: $(FUZZ_INSTALLED)
+	mkdir -p .fuzz/corpus .fuzz/artifacts
+	$(BIN)/python -m tests.fuzz.pipeline_fuzz -max_total_time=$(FUZZ_SECONDS) \
+		-max_len=65536 -artifact_prefix=.fuzz/artifacts/ .fuzz/corpus
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .fuzz

@@ -2,6 +2,8 @@
 typed Avro records.
 
   run        the service: settings from the environment (KAFKA_BOOTSTRAP_SERVERS, ...)
+  replay     put dead letters back through the service (resumable, never doubled)
+  tail       print the clean or the dead-letter topic as JSON lines
   normalize  the same pipeline on webhook files, one JSON line each, no Kafka
   local      the service on a local broker, fed with sample webhooks (a first look)
 """
@@ -20,7 +22,7 @@ import orjson
 
 from consumer import __version__, logs
 from consumer.config import Settings
-from consumer.errors import ConfigError, LoyaltyConsumerError
+from consumer.errors import ConfigError, KafkaFailure, LoyaltyConsumerError
 from consumer.pipeline import Pipeline
 from consumer.records import Accepted, Ignored, RawRecord, iso_utc
 
@@ -42,8 +44,15 @@ RUN_HELP = """Run the service until SIGTERM or Ctrl-C. Settings come from the en
   KAFKA_<PROP>, KAFKA_CONSUMER_<PROP>, KAFKA_PRODUCER_<PROP>
                                    any librdkafka property (KAFKA_SECURITY_PROTOCOL=SASL_SSL)
 
+  LOYALTY_PROCESSING_GUARANTEE     at-least-once (default) or exactly-once
+  LOYALTY_MEMBER_NAME              this member's name, unique in the group (host name)
+  LOYALTY_STATIC_MEMBERSHIP        true: the member name is the static group.instance.id
+  LOYALTY_CHECKPOINT_INTERVAL_MS   exactly-once: longest time between commits (1000)
+
 Exit status: 0 stopped cleanly, 1 stopped on an error, 2 bad settings,
-3 the shutdown deadline passed."""
+3 the shutdown deadline passed, 4 the final commit failed (the next owner re-reads
+what was not committed), 5 fenced by a newer member with the same name
+(exactly-once)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     normalize = commands.add_parser(
         "normalize", help="run the pipeline on raw webhook files and print one JSON line each"
     )
-    normalize.add_argument("files", nargs="*", help="raw webhook bodies (stdin when none)")
+    normalize.add_argument(
+        "files", nargs="*", help="raw webhook bodies; '-' or none reads standard input"
+    )
     normalize.add_argument(
         "--header",
         action="append",
@@ -73,30 +84,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="a webhook header applied to every input (repeatable)",
     )
+    _add_replay(commands)
+    _add_tail(commands)
     local = commands.add_parser(
         "local",
         help="the service against KAFKA_BOOTSTRAP_SERVERS or, when unset, a local broker; "
-        "feeds sample webhooks and prints what comes out",
+        "feeds sample webhooks and shows each record's outcome",
     )
     local.add_argument("--no-samples", action="store_true", help="do not feed sample webhooks")
+    local.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="stop once every sample is processed and acknowledged",
+    )
+    local.add_argument(
+        "--verbose", action="store_true", help="the service's JSON logs on stderr too"
+    )
+    local.add_argument(
+        "--log-file",
+        default="loyalty-consumer-local.log",
+        help="where the service's JSON logs go (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     try:
         if args.command == "normalize":
             return _normalize(args.files, args.header, parser)
         settings = Settings.from_env()
-        logs.configure(settings.log_level)
         if args.command == "run":
+            logs.configure(settings.log_level)
             from consumer.service import run_service
 
             run_service(settings)
+        elif args.command == "replay":
+            return _replay(settings, args, parser)
+        elif args.command == "tail":
+            return _tail(settings, args)
         else:
             from consumer.dev.local_job import run_local
 
-            run_local(settings, feed_samples=not args.no_samples)
+            run_local(
+                settings,
+                feed_samples=not args.no_samples,
+                exit_when_done=args.exit_when_done,
+                verbose=args.verbose,
+                log_file=args.log_file,
+            )
     except ConfigError as exc:
         print(f"loyalty-consumer: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KafkaFailure as exc:
+        log.error("service stopped", extra={"error": str(exc), "exit_status": exc.exit_status})
+        return exc.exit_status
     except LoyaltyConsumerError as exc:
         log.error("service stopped", extra={"error": str(exc)})
         return 1
@@ -105,6 +144,107 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("service crashed")
         return 1
     return EXIT_OK
+
+
+def _add_replay(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="re-publish dead letters to the raw topic (resumable, never doubled)",
+        description="Re-publishes the dead-letter topic's records (original value, key and "
+        "headers; lineage headers loyalty.replay.of/at/id added) to the raw topic. The "
+        "position is kept in the consumer group <LOYALTY_GROUP_ID>-replay-<filter digest>: "
+        "an interrupted replay continues where it stopped, and the same command run again "
+        "replays nothing twice. Exit status: 0 all replayed, 1 something was not "
+        "(see the message), 2 bad settings or arguments, 130 interrupted.",
+    )
+    replay.add_argument("--reason", action="append", default=[], help="rejection reason")
+    replay.add_argument("--provider", action="append", default=[], help="provider name")
+    replay.add_argument("--event-type", action="append", default=[], help="event type")
+    replay.add_argument("--failed-after", metavar="TIME", help="ISO-8601, inclusive (UTC)")
+    replay.add_argument("--failed-before", metavar="TIME", help="ISO-8601, exclusive (UTC)")
+    replay.add_argument(
+        "--source-partition", action="append", type=int, default=[], help="raw-topic partition"
+    )
+    replay.add_argument("--source-offset-from", type=int, metavar="N", help="raw-topic offset")
+    replay.add_argument("--source-offset-to", type=int, metavar="N", help="inclusive")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="count what would be replayed; change nothing"
+    )
+    replay.add_argument("--rate", type=float, metavar="N", help="at most N records a second")
+    replay.add_argument("--group", help="the consumer group keeping the position")
+
+
+def _add_tail(commands: Any) -> None:
+    tail = commands.add_parser(
+        "tail",
+        help="print the clean topic (decoded) or the dead-letter topic as JSON lines",
+        description="Prints records as JSON lines: the clean topic's records decoded (either "
+        "wire format), or dead letters with their reason headers. Without "
+        "--from-beginning, the last 10 records of each partition.",
+    )
+    tail.add_argument(
+        "topic",
+        nargs="?",
+        choices=("clean", "dead-letter"),
+        default="clean",
+        help="which topic (default: clean)",
+    )
+    tail.add_argument("--from-beginning", action="store_true", help="from the oldest record")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep waiting for records")
+    tail.add_argument("--max", type=int, metavar="N", help="stop after N records")
+    tail.add_argument("--provider", action="append", default=[], help="only this provider")
+    tail.add_argument("--reason", action="append", default=[], help="only this reason")
+    tail.add_argument(
+        "--raw-value", action="store_true", help="dead letters: include the value they carried"
+    )
+
+
+def _replay(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from consumer.replay import ReplayFilter, parse_time_argument, run_replay
+
+    try:
+        after = parse_time_argument(args.failed_after) if args.failed_after else None
+        before = parse_time_argument(args.failed_before) if args.failed_before else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
+    logs.configure("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    selection = ReplayFilter(
+        reasons=frozenset(args.reason),
+        providers=frozenset(args.provider),
+        event_types=frozenset(args.event_type),
+        failed_after=after,
+        failed_before=before,
+        source_partitions=frozenset(args.source_partition),
+        source_offset_min=args.source_offset_from,
+        source_offset_max=args.source_offset_to,
+    )
+    return run_replay(settings, selection, args.dry_run, args.rate, args.group)
+
+
+def _tail(settings: Settings, args: argparse.Namespace) -> int:
+    from consumer.tail import TailFailed, TailOptions, run_tail
+
+    logs.configure("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    options = TailOptions(
+        dead_letters=args.topic == "dead-letter",
+        from_beginning=args.from_beginning,
+        follow=args.follow,
+        max_records=args.max,
+        providers=frozenset(args.provider),
+        reasons=frozenset(args.reason),
+        raw_value=args.raw_value,
+    )
+    try:
+        return run_tail(settings, options)
+    except TailFailed as exc:
+        print(f"loyalty-consumer tail: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # | head
+        return 0
 
 
 def _normalize(files: list[str], header_args: list[str], parser: argparse.ArgumentParser) -> int:
@@ -117,17 +257,24 @@ def _normalize(files: list[str], header_args: list[str], parser: argparse.Argume
     settings = Settings.from_env()
     pipeline = Pipeline.from_settings(settings)
 
-    inputs: list[tuple[str, bytes]] = []
-    for name in files:
-        try:
-            inputs.append((name, Path(name).read_bytes()))
-        except OSError as exc:
-            parser.error(f"cannot read {name}: {exc.strerror}")
-    if not files:
-        inputs.append(("-", sys.stdin.buffer.read()))
-
     status = EXIT_OK
-    for name, value in inputs:
+    for name in files or ["-"]:
+        try:
+            # `-` is stdin, as for cat; a file that cannot be read is one line of the
+            # output (and exit status 2), the others are still processed.
+            value = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        except OSError as exc:
+            print(
+                f"loyalty-consumer normalize: cannot read {name}: {exc.strerror}", file=sys.stderr
+            )
+            line_error = {
+                "input": name,
+                "outcome": "error",
+                "message": f"cannot read: {exc.strerror}",
+            }
+            sys.stdout.buffer.write(orjson.dumps(line_error) + b"\n")
+            status = EXIT_USAGE
+            continue
         outcome = pipeline.process(RawRecord(value=value, headers=headers, topic=name))
         if isinstance(outcome, Accepted):
             line: dict[str, Any] = {"outcome": "accepted", "record": _jsonable(outcome.record)}
@@ -139,7 +286,7 @@ def _normalize(files: list[str], header_args: list[str], parser: argparse.Argume
                 "field": None,
             }
         else:
-            status = EXIT_REJECTED
+            status = max(status, EXIT_REJECTED)
             line = {
                 "outcome": "rejected",
                 "reason": outcome.reason,

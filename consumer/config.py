@@ -6,13 +6,21 @@ KAFKA_PRODUCER_<PROP> to one of them. <PROP> is the property name upper-cased wi
 written as single underscores; a double underscore stands for a literal underscore.
   KAFKA_SECURITY_PROTOCOL=SASL_SSL      -> security.protocol=SASL_SSL
   KAFKA_PRODUCER_LINGER_MS=50           -> linger.ms=50 (producer only)
+
+Every secret setting can instead be read from a file, as Docker and Kubernetes mount
+secrets: <NAME>_FILE=/path holds the value of <NAME> (one trailing newline is dropped).
+That covers <PROVIDER>_WEBHOOK_SECRET, SCHEMA_REGISTRY_URL,
+SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and every KAFKA_* property:
+  KAFKA_SASL_PASSWORD_FILE=/run/secrets/kafka -> sasl.password=<the file's content>
+(librdkafka's own *.location properties are paths it opens itself; they are unrelated.)
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -32,13 +40,31 @@ _SECRET_WORDS = ("password", "secret", "key", "token", "jaas", "user.info", "oau
 _SERVICE_LINK_VARIABLE = re.compile(
     r"KAFKA_(\w+_)?(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?)"
 )
-# The at-least-once guarantee rests on these: offsets are stored by the runner only
-# once acknowledged, and librdkafka commits what is stored. Not overridable.
-_PINNED_CONSUMER_PROPERTIES = {"enable.auto.offset.store": False, "enable.auto.commit": True}
+AT_LEAST_ONCE = "at-least-once"
+EXACTLY_ONCE = "exactly-once"
+PROCESSING_GUARANTEES = (AT_LEAST_ONCE, EXACTLY_ONCE)
+
+# Each guarantee rests on these; they are not overridable. At-least-once: offsets are
+# stored by the runner only once acknowledged, and librdkafka commits what is stored.
+# Exactly-once: offsets are committed only inside the producer's transactions, and the
+# raw topic is read as committed (a transactional upstream's aborted records are skipped).
+_PINNED_CONSUMER_PROPERTIES = {
+    AT_LEAST_ONCE: {"enable.auto.offset.store": False, "enable.auto.commit": True},
+    EXACTLY_ONCE: {
+        "enable.auto.offset.store": False,
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    },
+}
 # Room for the dead-letter headers on top of a value at the payload limit.
 _HEADER_ROOM_BYTES = 64 * 1024
 _URL_USERINFO = re.compile(r"(?<=://)[^/@]+@")
 _WEBHOOK_SECRET_VARIABLE = re.compile(r"([A-Z][A-Z0-9_]*)_WEBHOOK_SECRET")
+_SECRET_FILE_SUFFIX = "_FILE"
+_SECRET_FILE_VARIABLE = re.compile(
+    r"(?:[A-Z][A-Z0-9_]*_WEBHOOK_SECRET|SCHEMA_REGISTRY_URL|SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"
+    r"|KAFKA_\w+)" + _SECRET_FILE_SUFFIX
+)
 
 
 @dataclass(frozen=True)
@@ -76,10 +102,39 @@ class Settings:
 
     # LOYALTY_SCHEMA_DIR: a directory of .avsc files to use instead of the package's own.
     schema_dir: Path | None = None
+    processing_guarantee: str = AT_LEAST_ONCE
+    # Names this member: the transactional.id in exactly-once mode (so a restarted member
+    # fences its zombie) and, with static membership, the group.instance.id. Must be
+    # unique within the group (a pod name is; a host running several members is not).
+    member_name: str = field(default_factory=socket.gethostname)
+    # Static membership suits members with stable names (a StatefulSet): a restart
+    # within the session timeout gets the same partitions back without a rebalance. A
+    # static member does not leave the group when it stops, so with names that change
+    # on every restart (a Deployment) its partitions would idle for a session timeout.
+    static_membership: bool = False
+    # A member that stops heart-beating loses its partitions after this long.
+    session_timeout_ms: int = 15_000
+    # Exactly-once: a transaction commits after this long or this many records,
+    # whichever comes first. The interval is the latency a read_committed reader sees.
+    checkpoint_interval_ms: int = 1_000
+    checkpoint_records: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+        """Every variable of VARIABLES parsed and checked, then the pass-through ones. A
+        bad value raises ConfigError with one line naming the variable; an empty value
+        means the default."""
+        env = _with_secret_files(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for variable in VARIABLES:
+            raw = env.get(variable.name)
+            if not raw:
+                continue
+            try:
+                values[variable.field] = variable.parse(raw)
+            except ValueError as exc:
+                shown = f"{variable.name}={raw!r}" if variable.shown else variable.name
+                raise ConfigError(f"{shown}: {exc}") from None
         # <PROVIDER>_WEBHOOK_SECRET for any provider name; the pipeline refuses names
         # that are not in its registry, so a misspelt variable is not a silently
         # unverified provider.
@@ -88,35 +143,9 @@ class Settings:
             for name, value in env.items()
             if (match := _WEBHOOK_SECRET_VARIABLE.fullmatch(name))
         }
-        defaults = cls()
         return cls(
-            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-            raw_topic=env.get("LOYALTY_RAW_TOPIC", defaults.raw_topic),
-            clean_topic=env.get("LOYALTY_CLEAN_TOPIC", defaults.clean_topic),
-            dead_letter_topic=env.get("LOYALTY_DLQ_TOPIC", defaults.dead_letter_topic),
-            group_id=env.get("LOYALTY_GROUP_ID", defaults.group_id),
-            max_payload_bytes=_positive_int(
-                env, "LOYALTY_MAX_PAYLOAD_BYTES", defaults.max_payload_bytes
-            ),
+            **values,
             webhook_secrets=MappingProxyType({k: v for k, v in secrets.items() if v}),
-            schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
-            schema_registry_basic_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO") or None,
-            batch_size=_positive_int(env, "LOYALTY_BATCH_SIZE", defaults.batch_size),
-            poll_timeout_seconds=_float(
-                env, "LOYALTY_POLL_TIMEOUT_SECONDS", defaults.poll_timeout_seconds
-            ),
-            metrics_port=_int(env, "LOYALTY_METRICS_PORT", defaults.metrics_port),
-            liveness_timeout_seconds=_float(
-                env, "LOYALTY_LIVENESS_TIMEOUT_SECONDS", defaults.liveness_timeout_seconds
-            ),
-            shutdown_deadline_seconds=_float(
-                env, "LOYALTY_SHUTDOWN_DEADLINE_SECONDS", defaults.shutdown_deadline_seconds
-            ),
-            statistics_interval_ms=_positive_int(
-                env, "LOYALTY_STATISTICS_INTERVAL_MS", defaults.statistics_interval_ms
-            ),
-            log_level=env.get("LOYALTY_LOG_LEVEL", defaults.log_level).upper(),
-            schema_dir=Path(env["LOYALTY_SCHEMA_DIR"]) if env.get("LOYALTY_SCHEMA_DIR") else None,
             kafka_common=_passthrough(
                 env,
                 "KAFKA_",
@@ -126,13 +155,24 @@ class Settings:
             kafka_producer=_passthrough(env, "KAFKA_PRODUCER_"),
         )
 
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == EXACTLY_ONCE
+
+    @property
+    def transactional_id(self) -> str:
+        """Stable per member: a restarted member fences the transactions of its zombie."""
+        return f"{self.group_id}-{self.member_name}"
+
     def consumer_config(self) -> dict[str, Any]:
+        pinned = _PINNED_CONSUMER_PROPERTIES[self.processing_guarantee]
         config: dict[str, Any] = {
             "group.id": self.group_id,
             # Offsets are stored by the runner once a record's output is acknowledged;
             # librdkafka then commits the stored offsets in the background. Storing on
             # consume (the default) would commit records whose output may still be lost.
-            **_PINNED_CONSUMER_PROPERTIES,
+            **pinned,
+            "session.timeout.ms": self.session_timeout_ms,
             # A new group starts from the oldest webhook kept: skipping to the end would
             # silently lose redemptions that arrived before the first deployment.
             "auto.offset.reset": "earliest",
@@ -140,12 +180,18 @@ class Settings:
             "partition.assignment.strategy": "cooperative-sticky",
             "statistics.interval.ms": self.statistics_interval_ms,
         }
+        if self.static_membership:
+            # Static membership: a restart within the session timeout keeps the member's
+            # partitions without a rebalance.
+            config["group.instance.id"] = self.member_name
         config = self._with_overrides(config, self.kafka_consumer)
-        for name, required in _PINNED_CONSUMER_PROPERTIES.items():
+        for name, required in pinned.items():
             if str(config[name]).lower() != str(required).lower():
+                variable = self.variable_for_property(name, "consumer")
                 raise ConfigError(
-                    f"{name} must stay {str(required).lower()}: offsets are committed only "
-                    "once the output is acknowledged"
+                    f"{variable}: {name} must stay {str(required).lower()} in "
+                    f"{self.processing_guarantee} mode: offsets are committed only once the "
+                    "output is acknowledged"
                 )
         return config
 
@@ -164,6 +210,11 @@ class Settings:
             # topic. The topic's own limit still applies (see dead-letter headers).
             "message.max.bytes": max(1_000_000, self.max_payload_bytes + _HEADER_ROOM_BYTES),
         }
+        if self.exactly_once:
+            config["transactional.id"] = self.transactional_id
+            # Longer than a checkpoint plus a broker restart; the coordinator aborts a
+            # transaction left open longer (a member that died mid-checkpoint).
+            config["transaction.timeout.ms"] = max(60_000, 10 * self.checkpoint_interval_ms)
         return self._with_overrides(config, self.kafka_producer)
 
     def _with_overrides(self, config: dict[str, Any], specific: Mapping[str, str]) -> dict:
@@ -175,6 +226,26 @@ class Settings:
             **self.kafka_common,
             **specific,
         }
+
+    def client_config(self, config: Mapping[str, Any], client: str) -> dict[str, Any]:
+        """`config` with the bootstrap servers and the KAFKA_* and KAFKA_<CLIENT>_*
+        properties on top: for the operators' commands (replay, tail), whose clients
+        are not the service's."""
+        specific = {"consumer": self.kafka_consumer, "producer": self.kafka_producer}[client]
+        return self._with_overrides(dict(config), specific)
+
+    def variable_for_property(self, prop: str, client: str) -> str | None:
+        """The environment variable that set a librdkafka property of `client`
+        ('consumer' or 'producer'), to name it in an error; None when none did."""
+        prop = _PROPERTY_ALIASES.get(prop, prop)
+        specific = {"consumer": self.kafka_consumer, "producer": self.kafka_producer}[client]
+        if prop in specific:
+            return _variable_name(f"KAFKA_{client.upper()}_", prop)
+        if prop in self.kafka_common:
+            return _variable_name("KAFKA_", prop)
+        if prop == "bootstrap.servers":
+            return "KAFKA_BOOTSTRAP_SERVERS"
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Settings safe to log: secret values are replaced by '***'."""
@@ -190,6 +261,9 @@ class Settings:
             and _URL_USERINFO.sub("***@", self.schema_registry_url),
             "batch_size": self.batch_size,
             "metrics_port": self.metrics_port,
+            "processing_guarantee": self.processing_guarantee,
+            "member_name": self.member_name,
+            "static_membership": self.static_membership,
         }
         for scope, props in (
             ("kafka", self.kafka_common),
@@ -200,6 +274,26 @@ class Settings:
                 secret = any(word in name for word in _SECRET_WORDS)
                 shown[f"{scope}.{name}"] = "***" if secret else value
         return shown
+
+
+def _with_secret_files(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with each secret's <NAME>_FILE replaced by <NAME> set to the file's content.
+    Error messages name the variable and the path, never the content."""
+    resolved = dict(env)
+    for file_variable, path in env.items():
+        if not _SECRET_FILE_VARIABLE.fullmatch(file_variable):
+            continue
+        name = file_variable[: -len(_SECRET_FILE_SUFFIX)]
+        del resolved[file_variable]
+        if name in env:
+            raise ConfigError(f"set {name} or {file_variable}, not both")
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            cause = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"{file_variable}: cannot read {path}: {cause}") from None
+        resolved[name] = content.removesuffix("\n").removesuffix("\r")
+    return resolved
 
 
 def _split_secrets(raw: str) -> tuple[str, ...]:
@@ -221,22 +315,143 @@ def _passthrough(env: Mapping[str, str], prefix: str, exclude: tuple[str, ...] =
     return props
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _variable_name(prefix: str, prop: str) -> str:
+    return prefix + prop.replace("_", "__").replace(".", "_").upper()
+
+
+# librdkafka reports some properties under their canonical name, not the alias set.
+_PROPERTY_ALIASES = {
+    "queue.buffering.max.ms": "linger.ms",
+    "message.send.max.retries": "retries",
+    "request.required.acks": "acks",
+    "max.in.flight.requests.per.connection": "max.in.flight",
+    "metadata.broker.list": "bootstrap.servers",
+}
+
+
+# --- parsers: value text -> value, or ValueError saying what is expected ------------------
+
+
+def _integer(text: str) -> int:
     try:
-        return int(env[name]) if env.get(name) else default
+        return int(text)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {env[name]!r}") from None
+        raise ValueError("must be an integer") from None
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _int(env, name, default)
+def _positive_integer(text: str) -> int:
+    value = _integer(text)
     if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+        raise ValueError("must be a positive integer")
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a TCP port, 1-65535 (0: any free port)")
+    return value
+
+
+def _positive_number(text: str) -> float:
     try:
-        return float(env[name]) if env.get(name) else default
+        value = float(text)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {env[name]!r}") from None
+        raise ValueError("must be a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _topic(text: str) -> str:
+    if not _TOPIC_NAME.fullmatch(text) or text in (".", ".."):
+        raise ValueError("must be a Kafka topic name: letters, digits, '.', '_', '-'")
+    return text
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text.strip()
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _http_url(text: str) -> str:
+    if not re.match(r"https?://[^/\s]+", text.strip()):
+        raise ValueError("must be an http:// or https:// URL")
+    return text.strip()
+
+
+def _directory(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise ValueError("must be an existing directory of .avsc files")
+    return path
+
+
+def _guarantee(text: str) -> str:
+    if text not in PROCESSING_GUARANTEES:
+        raise ValueError(f"must be one of {', '.join(PROCESSING_GUARANTEES)}")
+    return text
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ValueError("must be true or false")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, the Settings field it sets, and the parser
+    that turns its text into the value (raising ValueError saying what is expected)."""
+
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+    # False for values that may carry credentials: an error names the variable only.
+    shown: bool = True
+
+
+# Every named setting. A new setting is one line here and a field above.
+VARIABLES: tuple[Variable, ...] = (
+    Variable("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _text),
+    Variable("LOYALTY_RAW_TOPIC", "raw_topic", _topic),
+    Variable("LOYALTY_CLEAN_TOPIC", "clean_topic", _topic),
+    Variable("LOYALTY_DLQ_TOPIC", "dead_letter_topic", _topic),
+    Variable("LOYALTY_GROUP_ID", "group_id", _text),
+    Variable("LOYALTY_MAX_PAYLOAD_BYTES", "max_payload_bytes", _positive_integer),
+    Variable("SCHEMA_REGISTRY_URL", "schema_registry_url", _http_url, shown=False),
+    Variable(
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "schema_registry_basic_auth", _text, shown=False
+    ),
+    Variable("LOYALTY_BATCH_SIZE", "batch_size", _positive_integer),
+    Variable("LOYALTY_POLL_TIMEOUT_SECONDS", "poll_timeout_seconds", _positive_number),
+    Variable("LOYALTY_METRICS_PORT", "metrics_port", _port),
+    Variable("LOYALTY_LIVENESS_TIMEOUT_SECONDS", "liveness_timeout_seconds", _positive_number),
+    Variable("LOYALTY_SHUTDOWN_DEADLINE_SECONDS", "shutdown_deadline_seconds", _positive_number),
+    Variable("LOYALTY_STATISTICS_INTERVAL_MS", "statistics_interval_ms", _positive_integer),
+    Variable("LOYALTY_LOG_LEVEL", "log_level", _log_level),
+    Variable("LOYALTY_SCHEMA_DIR", "schema_dir", _directory),
+    Variable("LOYALTY_PROCESSING_GUARANTEE", "processing_guarantee", _guarantee),
+    Variable("LOYALTY_MEMBER_NAME", "member_name", _text),
+    Variable("LOYALTY_STATIC_MEMBERSHIP", "static_membership", _boolean),
+    Variable("LOYALTY_SESSION_TIMEOUT_MS", "session_timeout_ms", _positive_integer),
+    Variable("LOYALTY_CHECKPOINT_INTERVAL_MS", "checkpoint_interval_ms", _positive_integer),
+    Variable("LOYALTY_CHECKPOINT_RECORDS", "checkpoint_records", _positive_integer),
+)

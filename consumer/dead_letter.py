@@ -24,6 +24,9 @@ CONSUMER_VERSION = "loyalty.error.consumer_version"
 # Set, with the raw value's size, only when the value was too large for the dead-letter
 # topic and the record was sent without it.
 VALUE_OMITTED_BYTES = "loyalty.error.value_omitted_bytes"
+# Set, with the total size of the original headers (names and values), only when the
+# record was too large even without its value and went without those headers too.
+HEADERS_OMITTED_BYTES = "loyalty.error.headers_omitted_bytes"
 
 
 def dead_letter_headers(

@@ -12,7 +12,10 @@
     │   └── NormalizationError       reason normalization_error
     ├── ConfigError                  settings that cannot work; raised at start-up
     └── KafkaFailure                 the broker or client failed us; the service stops
-        └── DeliveryFailed           a produced record was not acknowledged
+        ├── DeliveryFailed           a produced record was not acknowledged
+        ├── FinalCommitFailed        the commit at shutdown did not go through (exit 4)
+        └── ProducerFenced           exactly-once: a newer member took our transactional
+                                     id (exit 5)
 
 Only RecordError subclasses are dead-lettered. Anything else that escapes the pipeline is
 a bug or an outage, and the service stops rather than quietly routing good data to the
@@ -99,6 +102,22 @@ class ConfigError(LoyaltyConsumerError):
 class KafkaFailure(LoyaltyConsumerError):
     """The Kafka client reported an error the service cannot work around."""
 
+    exit_status = 1
+
 
 class DeliveryFailed(KafkaFailure):
     """The broker did not acknowledge a produced record; its input offset stays uncommitted."""
+
+
+class FinalCommitFailed(KafkaFailure):
+    """Everything was delivered but the last offsets could not be committed before the
+    shutdown deadline: those records will be processed again by the next owner."""
+
+    exit_status = 4
+
+
+class ProducerFenced(KafkaFailure):
+    """Exactly-once: another producer with our transactional.id started (a restarted or
+    duplicated member). This one must stop at once; its open transaction is aborted."""
+
+    exit_status = 5

@@ -5,23 +5,49 @@ and the bookkeeping that decides which offsets are safe to commit."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.config import Settings
+from consumer.errors import ConfigError, KafkaFailure
+from consumer.logs import RepeatFilter
 from consumer.metrics import Metrics
 from consumer.records import RawRecord
 from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_library
 
 log = logging.getLogger(__name__)
+# librdkafka's own logs and the clients' error callbacks: while a broker is unreachable
+# they repeat several times a second per client, so repeats are collapsed.
+client_log = logging.getLogger("consumer.kafka")
+client_log.addFilter(RepeatFilter(window_seconds=30.0))
 
 # How long produce() waits for librdkafka to drain its queue when the queue is full.
 # Serving delivery reports is what frees the space, so each wait also serves them.
 BACKPRESSURE_POLL_SECONDS = 0.1
 
 Encoder = Callable[[Mapping[str, Any]], bytes]
+
+# Errors that no retry cures: the credentials, the trusted CA or the ACLs are wrong.
+# librdkafka would retry them forever while the service looked alive and did nothing,
+# so they stop the service like librdkafka's own fatal errors do.
+STOPPING_ERRORS = frozenset(
+    (
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    )
+)
+
+
+def stops_the_service(error: KafkaError) -> bool:
+    return error.fatal() or error.code() in STOPPING_ERRORS
 
 
 def to_raw_record(message: Message) -> RawRecord:
@@ -129,17 +155,68 @@ class OffsetTracker:
 
 
 def new_consumer(settings: Settings, metrics: Metrics) -> Consumer:
-    return Consumer({**settings.consumer_config(), **_callbacks("consumer", metrics)}, logger=log)
+    config = settings.consumer_config()
+    return construct_client(Consumer, settings, "consumer", config, _callbacks("consumer", metrics))
 
 
 def new_producer(settings: Settings, metrics: Metrics) -> Producer:
-    return Producer({**settings.producer_config(), **_callbacks("producer", metrics)}, logger=log)
+    config = settings.producer_config()
+    return construct_client(Producer, settings, "producer", config, _callbacks("producer", metrics))
+
+
+# Where the throwaway client of _check_properties may say it has no brokers.
+_unheard = logging.getLogger("consumer.kafka.check")
+_unheard.addHandler(logging.NullHandler())
+_unheard.propagate = False
+
+
+def _check_properties(client_class: type, config: dict) -> None:
+    """librdkafka's own check of every property, by a throwaway client without
+    bootstrap servers: it opens no connection, so a refused configuration is reported
+    before any client has started connecting."""
+    offline = {k: v for k, v in config.items() if k not in ("bootstrap.servers",)}
+    client = client_class(offline, logger=_unheard)
+    if isinstance(client, Consumer):
+        client.close()
+
+
+_QUOTED = re.compile(r'"([^"]+)"')
+
+
+def construct_client(
+    client_class: type, settings: Settings, client: str, config: dict, callbacks: dict
+) -> Any:
+    """A librdkafka client, with its logs through `client_log`. librdkafka checks the
+    property names and values here, before any connection: a refusal becomes a
+    ConfigError naming the environment variable that set the property."""
+    try:
+        _check_properties(client_class, config)
+        return client_class({**config, **callbacks}, logger=client_log)
+    except KafkaException as exc:
+        text = exc.args[0].str() if isinstance(exc.args[0], KafkaError) else str(exc)
+        named = (settings.variable_for_property(q, client) for q in _QUOTED.findall(text))
+        variable = next((name for name in named if name), None)
+        if variable:
+            raise ConfigError(f"{variable}: {text}") from None
+        raise ConfigError(f"the {client} refused its configuration: {text}") from None
 
 
 def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
+    stopping = False
+
     def on_error(error: KafkaError) -> None:
+        nonlocal stopping
         metrics.client_errors.labels(client, error.name()).inc()
-        log.warning("kafka client error", extra={"client": client, "error": error.str()})
+        if stops_the_service(error) and not stopping:
+            # Raised out of the poll, consume or flush call that served this callback,
+            # i.e. into the runner's loop. Once per client: the same cause is reported
+            # again on every reconnect, and the shutdown must not trip over it.
+            stopping = True
+            raise KafkaFailure(f"kafka {client} cannot continue: {error.str()} ({error.name()})")
+        # The cause in the message: repeats of one cause collapse, distinct causes show.
+        client_log.warning(
+            f"kafka client error: {error.str()}", extra={"client": client, "error": error.str()}
+        )
 
     callbacks = {"stats_cb": metrics.kafka_stats.update, "error_cb": on_error}
     if client == "consumer":

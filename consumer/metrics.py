@@ -10,6 +10,7 @@ outcome, so this module knows nothing of providers.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import platform
 import threading
@@ -43,6 +44,8 @@ disable_created_metrics()
 # Pipeline cost per record is tens of microseconds; a batch is up to a few hundred ms.
 RECORD_SECONDS_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025, 0.1)
 BATCH_SECONDS_BUCKETS = (1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+# A checkpoint is about LOYALTY_CHECKPOINT_INTERVAL_MS (1 s) plus the commit round trips.
+TRANSACTION_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30)
 # Webhooks arrive seconds to minutes after the redemption; a backlog makes it hours.
 LATENCY_SECONDS_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
@@ -109,6 +112,23 @@ class Metrics:
         self.commit_errors = Counter(
             "loyalty_commit_errors_total", "Failed offset commits.", registry=r
         )
+        self.final_commit_failures = Counter(
+            "loyalty_final_commit_failures_total",
+            "Shutdowns whose last commit did not go through (the process exits with 4).",
+            registry=r,
+        )
+        self.transactions = Counter(
+            "loyalty_transactions_total",
+            "Exactly-once checkpoints, by result (committed, aborted).",
+            ["result"],
+            registry=r,
+        )
+        self.transaction_seconds = Histogram(
+            "loyalty_transaction_seconds",
+            "Exactly-once: time from a transaction's first record to its commit.",
+            buckets=TRANSACTION_SECONDS_BUCKETS,
+            registry=r,
+        )
         self.last_poll = Gauge(
             "loyalty_last_poll_timestamp_seconds",
             "Unix time the loop last returned from polling the consumer.",
@@ -151,7 +171,9 @@ class Metrics:
             {
                 "version": __version__,
                 "python": platform.python_version(),
-                "confluent_kafka": confluent_kafka.version()[0],
+                # The distribution's version: confluent_kafka.version() became a plain
+                # string in 2.16, and indexing it gave "2".
+                "confluent_kafka": importlib.metadata.version("confluent-kafka"),
                 "librdkafka": confluent_kafka.libversion()[0],
             }
         )
@@ -266,15 +288,23 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 def serve_http(
     metrics: Metrics, port: int, live: ProbeCheck, ready: ProbeCheck, host: str = "0.0.0.0"
 ) -> WSGIServer:
-    """/metrics (any other path too, as prometheus_client does), /healthz and /readyz,
-    served from a daemon thread. Port 0 picks a free port (server.server_port)."""
+    """/metrics, /healthz and /readyz, served from a daemon thread; / lists them, any
+    other path is 404. Port 0 picks a free port (server.server_port). Raises OSError when
+    the port cannot be bound."""
     metrics_app = make_wsgi_app(metrics.registry)
 
     def app(environ: dict[str, Any], start_response: Callable) -> list[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
         check = {"/healthz": live, "/readyz": ready}.get(path)
         if check is None:
-            return metrics_app(environ, start_response)
+            found = path == "/"
+            start_response(
+                "200 OK" if found else "404 Not Found",
+                [("Content-Type", "text/plain; charset=utf-8")],
+            )
+            return [_INDEX if found else f"not found: {path}\n{_INDEX.decode()}".encode()]
         ok, detail = check()
         status = "200 OK" if ok else "503 Service Unavailable"
         start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
@@ -283,5 +313,7 @@ def serve_http(
     server = make_server(host, port, app, _ThreadingWSGIServer, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
     thread.start()
-    log.info("serving metrics and probes", extra={"port": server.server_port})
     return server
+
+
+_INDEX = b"loyalty-consumer: /metrics (Prometheus), /healthz (liveness), /readyz (readiness)\n"

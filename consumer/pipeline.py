@@ -57,10 +57,10 @@ class Pipeline:
         self._raw_schemas = {p.name: RawSchema(schemas.load(p.raw_schema_file)) for p in providers}
         unknown = sorted(set(self._secrets) - {p.name for p in providers})
         if unknown:
+            variables = ", ".join(f"{name.upper()}_WEBHOOK_SECRET" for name in unknown)
             raise ConfigError(
-                f"webhook secret set for unknown provider(s) {', '.join(unknown)}; "
-                f"known: {', '.join(p.name for p in providers)} "
-                "(variables are <PROVIDER>_WEBHOOK_SECRET, e.g. RIVO_WEBHOOK_SECRET)"
+                f"{variables}: webhook secret for unknown provider(s) {', '.join(unknown)}; "
+                f"known: {', '.join(p.name for p in providers)}"
             )
 
     @classmethod

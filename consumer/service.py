@@ -1,40 +1,95 @@
-"""Wires settings into clients and runs the service: the composition root."""
+"""Wires settings into clients and runs the service: the composition root.
+
+Start-up order, so that every mistake is reported before anything claims to run:
+settings (validated when read) -> clients (librdkafka checks the KAFKA_* properties)
+-> the metrics port -> "starting" -> the brokers answer -> the loop.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
 
 from consumer.config import Settings
+from consumer.errors import ConfigError
 from consumer.kafka_io import clean_record_encoder, new_consumer, new_producer
 from consumer.metrics import Metrics, serve_http
 from consumer.pipeline import Pipeline
+from consumer.records import Accepted, Ignored, RawRecord, Rejected
 from consumer.runner import Runner, stop_on_signals
 
 log = logging.getLogger(__name__)
 
+# The start-up check: how long one metadata request may take, and the back-off between
+# attempts (doubling up to the cap). A repeated "cannot reach" line at most this often.
+BROKER_CHECK_TIMEOUT_SECONDS = 5.0
+BROKER_RETRY_FIRST_SECONDS = 1.0
+BROKER_RETRY_MAX_SECONDS = 30.0
+BROKER_REMINDER_SECONDS = 60.0
 
-def build_runner(settings: Settings, metrics: Metrics) -> Runner:
+Outcome = Accepted | Ignored | Rejected
+OutcomeObserver = Callable[[RawRecord, Outcome], None]
+
+
+class ObservedPipeline:
+    """The pipeline, telling an observer each outcome (the live view of `local`)."""
+
+    def __init__(self, pipeline: Pipeline, observe: OutcomeObserver) -> None:
+        self._pipeline = pipeline
+        self._observe = observe
+
+    def process(self, raw: RawRecord) -> Outcome:
+        outcome = self._pipeline.process(raw)
+        self._observe(raw, outcome)
+        return outcome
+
+
+def build_runner(
+    settings: Settings, metrics: Metrics, observe: OutcomeObserver | None = None
+) -> Runner:
+    pipeline = Pipeline.from_settings(settings)
+    consumer = new_consumer(settings, metrics)
     return Runner(
         settings=settings,
-        pipeline=Pipeline.from_settings(settings),
-        consumer=new_consumer(settings, metrics),
+        pipeline=ObservedPipeline(pipeline, observe) if observe else pipeline,  # type: ignore[arg-type]
+        consumer=consumer,
         producer=new_producer(settings, metrics),
         encoder=clean_record_encoder(settings),
         metrics=metrics,
     )
 
 
-def probes(settings: Settings, runner: Runner, metrics: Metrics):
+@dataclass
+class StartupState:
+    """What the start-up check found; the probes report it until the brokers answer."""
+
+    waiting_for_brokers: str | None = "not checked yet"
+
+
+def probes(
+    settings: Settings, runner: Runner, metrics: Metrics, startup: StartupState | None = None
+):
     """(live, ready) checks for /healthz and /readyz; each returns (ok, detail)."""
 
     def live() -> tuple[bool, str]:
+        if startup is not None and startup.waiting_for_brokers:
+            # Waiting for the brokers is what the process should be doing: not stuck.
+            return True, f"waiting for the brokers: {startup.waiting_for_brokers}"
         idle = time.monotonic() - runner.last_poll_monotonic
         return idle < settings.liveness_timeout_seconds, f"last poll {idle:.1f}s ago"
 
     def ready() -> tuple[bool, str]:
+        if startup is not None and startup.waiting_for_brokers:
+            return False, f"waiting for the brokers: {startup.waiting_for_brokers}"
         brokers_up = metrics.kafka_stats.brokers_up()
-        if not brokers_up:
+        if brokers_up is None:
+            return False, "no client statistics yet (the first arrive after statistics.interval.ms)"
+        if brokers_up == 0:
             return False, "no broker reachable (per the latest client statistics)"
         if runner.assigned_partitions == 0:
             return False, "no partition assigned"
@@ -43,14 +98,103 @@ def probes(settings: Settings, runner: Runner, metrics: Metrics):
     return live, ready
 
 
-def run_service(settings: Settings, metrics: Metrics | None = None) -> None:
-    log.info("starting", extra={"settings": settings.describe()})
+def wait_for_brokers(runner: Runner, settings: Settings, startup: StartupState) -> bool:
+    """Until a broker answers a metadata request: one clear line when none does, a
+    reminder at most every minute, retries with back-off. False when a stop was asked
+    for meanwhile. Waiting rather than exiting: a broker outage during a deployment is
+    transient, and a crash loop would add restarts (and their back-off) without fixing
+    anything; the liveness probe stays green and readiness says what is wrong."""
+    delay = BROKER_RETRY_FIRST_SECONDS
+    started = time.monotonic()
+    last_said = None
+    while not runner.stop_requested:
+        try:
+            metadata = runner.cluster_metadata(BROKER_CHECK_TIMEOUT_SECONDS)
+        except KafkaException as exc:
+            problem = exc.args[0].str() if exc.args else str(exc)
+        else:
+            if metadata.brokers:
+                startup.waiting_for_brokers = None
+                _check_raw_topic(metadata, settings)
+                if last_said is not None:
+                    log.info(
+                        "brokers reachable",
+                        extra={"waited_seconds": round(time.monotonic() - started, 1)},
+                    )
+                return True
+            problem = "the metadata lists no broker"
+        startup.waiting_for_brokers = f"cannot reach the brokers at {settings.bootstrap_servers}"
+        now = time.monotonic()
+        if last_said is None or now - last_said >= BROKER_REMINDER_SECONDS:
+            log.error(
+                f"cannot reach the brokers at {settings.bootstrap_servers}",
+                extra={
+                    "variable": "KAFKA_BOOTSTRAP_SERVERS",
+                    "error": problem,
+                    "retry_in_seconds": delay,
+                    "waited_seconds": round(now - started, 1),
+                },
+            )
+            last_said = now
+        _sleep_unless_stopped(runner, delay)
+        delay = min(delay * 2, BROKER_RETRY_MAX_SECONDS)
+    return False
+
+
+def _check_raw_topic(metadata, settings: Settings) -> None:
+    topic = metadata.topics.get(settings.raw_topic)
+    if topic is None or topic.error is not None:
+        log.warning(
+            f"the raw topic {settings.raw_topic} does not exist (yet); waiting for it",
+            extra={"variable": "LOYALTY_RAW_TOPIC"},
+        )
+
+
+def _sleep_unless_stopped(runner: Runner, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not runner.stop_requested and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def run_service(
+    settings: Settings,
+    metrics: Metrics | None = None,
+    observe: OutcomeObserver | None = None,
+    stop_when: Callable[[], bool] | None = None,
+) -> None:
+    """Runs until a stop signal (or `stop_when` turns true, checked a few times a
+    second). Raises ConfigError, before anything starts, for settings that cannot work."""
     metrics = metrics or Metrics()
-    runner = build_runner(settings, metrics)
-    live, ready = probes(settings, runner, metrics)
-    server = serve_http(metrics, settings.metrics_port, live, ready)
+    runner = build_runner(settings, metrics, observe)
+    startup = StartupState()
+    live, ready = probes(settings, runner, metrics, startup)
+    try:
+        server = serve_http(metrics, settings.metrics_port, live, ready)
+    except OSError as exc:
+        raise ConfigError(
+            f"LOYALTY_METRICS_PORT={settings.metrics_port}: cannot listen there: {exc.strerror}"
+        ) from None
+    log.info(
+        "starting",
+        extra={"settings": settings.describe(), "metrics_port": server.server_port},
+    )
+    if stop_when is not None:
+        _stop_when(runner, stop_when)
     try:
         with stop_on_signals(runner, settings.shutdown_deadline_seconds):
-            runner.run()
+            if wait_for_brokers(runner, settings, startup):
+                runner.run()
     finally:
         server.shutdown()
+
+
+def _stop_when(runner: Runner, condition: Callable[[], bool]) -> None:
+    def watch() -> None:
+        while not runner.stop_requested:
+            if condition():
+                log.info("done: stopping")
+                runner.request_stop()
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, name="stop-when", daemon=True).start()

@@ -32,7 +32,8 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -122,8 +123,67 @@ BROKER_SETTINGS = {
 }
 
 
+# The secured listener's name, mechanism and the authorizer Kafka ships for KRaft.
+SECURED_LISTENER = "SASL_SSL"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+# Clients of the PLAINTEXT and CONTROLLER listeners are unauthenticated and so
+# User:ANONYMOUS; making that principal a super user keeps the broker's own controller
+# traffic and the tests' setup (topics, ACLs) working while ACLs bind everyone on the
+# secured listener.
+PLAINTEXT_SUPER_USER = "User:ANONYMOUS"
+# kafka-storage's --add-scram parser splits on ',', '=' and ']' and knows no escaping.
+_SCRAM_SAFE = re.compile(r"[A-Za-z0-9._-]+")
+
+
 class LocalBrokerError(RuntimeError):
     """The local broker could not be provisioned or did not come up."""
+
+
+@dataclass(frozen=True)
+class SecuredListener:
+    """A second listener speaking SASL_SSL with SCRAM-SHA-512, next to PLAINTEXT, and
+    Kafka's StandardAuthorizer for the whole broker: on the secured listener only what
+    an ACL allows is allowed; the PLAINTEXT listener stays an unauthenticated super user
+    for setting things up.
+
+    keystore_pem: the broker's PKCS#8 private key (unencrypted) followed by its
+    certificate chain, PEM; the certificate must name 127.0.0.1 for clients that verify
+    the host name. users: SCRAM-SHA-512 credentials, written into the metadata log when
+    the storage is formatted, so they exist before the broker first starts.
+    """
+
+    keystore_pem: Path
+    users: Mapping[str, str] = field(repr=False)
+    port: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, password in self.users.items():
+            if not (_SCRAM_SAFE.fullmatch(name) and _SCRAM_SAFE.fullmatch(password)):
+                raise ValueError(
+                    f"SCRAM user {name!r}: names and passwords may use only "
+                    "letters, digits, '.', '_' and '-'"
+                )
+
+    def server_properties(self, port: int) -> dict[str, str]:
+        prefix = f"listener.name.{SECURED_LISTENER.lower()}"
+        return {
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            f"{prefix}.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            f"{prefix}.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            f"{prefix}.ssl.keystore.type": "PEM",
+            f"{prefix}.ssl.keystore.location": str(self.keystore_pem),
+            "authorizer.class.name": STANDARD_AUTHORIZER,
+            "super.users": PLAINTEXT_SUPER_USER,
+        }
+
+    def format_arguments(self) -> list[str]:
+        arguments = []
+        for name, password in self.users.items():
+            arguments += ["--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]"]
+        return arguments
 
 
 def kafka_version() -> str:
@@ -204,11 +264,14 @@ class LocalBroker:
         heap: str = "512m",
         *,
         inherit_console: bool = False,
+        security: SecuredListener | None = None,
     ) -> None:
         if not re.fullmatch(r"\d+[kKmMgG]?", heap):
             raise ValueError(f"heap must look like 512m or 1g, got {heap!r}")
         self.port = port
         self.controller_port: int | None = None
+        self.security = security
+        self.secured_port: int | None = security.port if security else None
         self.heap = heap
         self.kafka_version = kafka_version()
         self.startup_seconds: float | None = None
@@ -224,6 +287,12 @@ class LocalBroker:
         if self.port is None:
             raise LocalBrokerError("the broker port is chosen by start(); call it first")
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def secured_bootstrap_servers(self) -> str:
+        if self.secured_port is None:
+            raise LocalBrokerError("no secured listener, or start() has not chosen its port")
+        return f"127.0.0.1:{self.secured_port}"
 
     @property
     def pid(self) -> int | None:
@@ -254,12 +323,18 @@ class LocalBroker:
             raise LocalBrokerError("broker already started")
         libs = ensure_jars()
         java = _find_java()
+        # A restart (start after stop(keep_data=True) or kill()) keeps the ports and the
+        # data: clients reconnect to the same address and find the same log.
         if self.port is None:
             self.port, self.controller_port = free_ports(2)
-        else:
+        elif self.controller_port is None:
             (self.controller_port,) = free_ports(1)
+        if self.security is not None and self.secured_port is None:
+            (self.secured_port,) = free_ports(1, avoid=(self.port, self.controller_port))
 
-        if self._requested_workdir is not None:
+        if self._workdir is not None:
+            pass
+        elif self._requested_workdir is not None:
             self._workdir = self._requested_workdir.resolve()
             self._workdir.mkdir(parents=True, exist_ok=True)
         else:
@@ -328,8 +403,9 @@ class LocalBroker:
             self.startup_seconds,
         )
 
-    def stop(self) -> None:
-        """Shut the broker down (SIGTERM, then SIGKILL after a grace period); idempotent."""
+    def stop(self, keep_data: bool = False) -> None:
+        """Shut the broker down (SIGTERM, then SIGKILL after a grace period); idempotent.
+        With `keep_data`, start() runs it again on the same log and ports."""
         atexit.unregister(self.stop)
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
@@ -342,9 +418,20 @@ class LocalBroker:
                 proc.wait()
         if proc is not None:
             log.info("kafka broker stopped pid=%d exit=%s", proc.pid, proc.returncode)
+        if keep_data:
+            atexit.register(self.stop)  # the data still goes when the process ends
+            return
         if self._workdir is not None and self._requested_workdir is None:
             shutil.rmtree(self._workdir, ignore_errors=True)
         self._workdir = None
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would; start() brings it back on the same log."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            log.info("kafka broker killed pid=%d", proc.pid)
 
     def wait(self) -> int:
         """Block until the broker process exits on its own; returns its exit code."""
@@ -369,6 +456,12 @@ class LocalBroker:
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "log.dirs": str(data_dir),
         }
+        if self.security is not None:
+            secured = f"{SECURED_LISTENER}://127.0.0.1:{self.secured_port}"
+            settings["listeners"] += f",{secured}"
+            settings["advertised.listeners"] += f",{secured}"
+            settings["listener.security.protocol.map"] += f",{SECURED_LISTENER}:{SECURED_LISTENER}"
+            settings.update(self.security.server_properties(self.secured_port))
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
     def _format_storage(
@@ -386,6 +479,7 @@ class LocalBroker:
                 _new_cluster_id(),
                 "-c",
                 str(props),
+                *(self.security.format_arguments() if self.security else ()),
             ],
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -483,14 +577,19 @@ def _find_java() -> str:
     return java
 
 
-def free_ports(count: int) -> list[int]:
-    # All sockets are held open together so the ports are distinct. Another process can
-    # still take one before the JVM binds it; start() then fails with the bind error.
+def free_ports(count: int, avoid: tuple[int | None, ...] = ()) -> list[int]:
+    # All sockets are held open together so the ports are distinct (and distinct from
+    # `avoid`, ports chosen by an earlier call). Another process can still take one before
+    # the JVM binds it; start() then fails with the bind error.
     with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
+        ports: list[int] = []
+        while len(ports) < count:
+            sock = stack.enter_context(socket.socket())
             sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
+            port = sock.getsockname()[1]
+            if port not in avoid:
+                ports.append(port)
+        return ports
 
 
 def _remove_orphaned_workdirs() -> None:

@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 def ensure_topics(settings: Settings, names: Iterable[str], partitions: int = 3) -> None:
     """Create the topics that do not exist yet."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **settings.kafka_common})
+    admin = AdminClient(
+        {"bootstrap.servers": settings.bootstrap_servers, **settings.kafka_common},
+        logger=logging.getLogger("consumer.kafka"),
+    )
     futures = admin.create_topics([NewTopic(name, partitions, 1) for name in names])
     for name, future in futures.items():
         try:

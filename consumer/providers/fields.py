@@ -14,7 +14,8 @@ from typing import Any
 
 from consumer.errors import NormalizationError
 
-_INTEGER = re.compile(r"[+-]?\d+")
+# ASCII digits only: \d would also take other scripts' digits, which int() reads.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 # Shopify's GraphQL id of a customer, which some apps send instead of the bare number.
 _SHOPIFY_CUSTOMER_GID = re.compile(r"gid://shopify/Customer/(\d+)")
 _TWO_PLACES = Decimal("0.01")
@@ -27,6 +28,11 @@ _MAX_DIGITS = 20
 # '1e-999999999' is 12 bytes of JSON and a gigabyte of decimal string. (Within the
 # bound, quantizing to two places stays inside the decimal context's 28 digits.)
 _MAX_AMOUNT_EXPONENT = 24
+# RFC 3339 allows second 60 (a leap second); datetime does not.
+_LEAP_SECOND = re.compile(r"(T\d{2}:\d{2}:)60(?=[.,]\d|Z|z|[+-]|$)")
+# C0 and C1 control characters and DEL: in an email address they are an injection into
+# mail headers or terminals downstream, never part of an address.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MILLISECOND = timedelta(milliseconds=1)
 
@@ -38,13 +44,25 @@ def timestamp(value: Any, field: str) -> datetime:
     if not isinstance(value, str):
         raise NormalizationError(f"{field}: expected an ISO 8601 timestamp", field)
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = _from_iso(value.strip())
         parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except ValueError:
         raise NormalizationError(f"{field}: not an ISO 8601 timestamp", field) from None
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
         raise NormalizationError(f"{field}: outside the representable years", field) from None
     return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+
+
+def _from_iso(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        if not _LEAP_SECOND.search(text):
+            raise
+    # A leap second is read as the next second, as POSIX time counts it.
+    return datetime.fromisoformat(_LEAP_SECOND.sub(r"\g<1>59", text, count=1)) + timedelta(
+        seconds=1
+    )
 
 
 def optional_timestamp(value: Any, field: str) -> datetime | None:
@@ -62,7 +80,8 @@ def count(value: Any, field: str) -> int:
         and len(value.strip()) <= _MAX_DIGITS
         and _INTEGER.fullmatch(value.strip())
     ):
-        number = int(value)
+        # The stripped text: str.strip() removes more than int() tolerates ('\x1e').
+        number = int(value.strip())
     else:
         raise NormalizationError(f"{field}: expected a whole number", field)
     if number < 0:
@@ -134,11 +153,13 @@ def optional_text(value: Any) -> str | None:
     return value.strip() or None
 
 
-def email(value: Any) -> tuple[str | None, str | None]:
+def email(value: Any, field: str) -> tuple[str | None, str | None]:
     """Trimmed, lower-cased email and its hex SHA-256; (None, None) when absent."""
     normalised = optional_text(value)
     if normalised is None:
         return None, None
+    if _CONTROL_CHARACTER.search(normalised):
+        raise NormalizationError(f"{field}: contains control characters", field)
     normalised = normalised.lower()
     return normalised, hashlib.sha256(normalised.encode()).hexdigest()
 

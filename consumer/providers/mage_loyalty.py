@@ -83,7 +83,7 @@ class MageLoyalty:
         reward_id = fields.optional_id(data.get("reward_id"))
         discount_code = fields.optional_text(data.get("discount_code"))
         shop = fields.optional_text(body.get("shop"))
-        email, email_sha256 = fields.email(data.get("email"))
+        email, email_sha256 = fields.email(data.get("email"), "data.email")
         reward_name = fields.optional_text(data["reward_name"])
         if reward_name is None:
             raise NormalizationError("data.reward_name: blank", "data.reward_name")

@@ -115,7 +115,7 @@ class Rivo:
     def normalise(self, body: Mapping[str, Any], headers: Headers) -> CanonicalRecord:
         reward = body.get("reward") or {}
         customer = body["customer"]
-        email, email_sha256 = fields.email(customer.get("email"))
+        email, email_sha256 = fields.email(customer.get("email"), "customer.email")
         reward_name = fields.optional_text(reward.get("name")) or fields.optional_text(
             body.get("name")
         )

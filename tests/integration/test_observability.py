@@ -158,3 +158,27 @@ def _readme_metrics() -> dict[str, tuple[str, frozenset[str]]]:
     """The README's metrics table: | `name` | type | `label`, ... | meaning |"""
     rows = re.findall(r"^\| `(loyalty_\w+)` \| (\w+) \|([^|]*)\|", README.read_text(), re.MULTILINE)
     return {name: (kind, frozenset(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
+
+
+def test_only_the_documented_paths_answer_and_the_versions_are_whole():
+    import confluent_kafka
+
+    from consumer.metrics import Metrics, serve_http
+
+    metrics = Metrics()
+    server = serve_http(
+        metrics, 0, lambda: (True, "ok"), lambda: (False, "starting"), host="127.0.0.1"
+    )
+    try:
+        port = server.server_port
+        assert _get(port, "/metrics")[0] == 200
+        assert _get(port, "/healthz")[0] == 200
+        assert _get(port, "/readyz")[0] == 503
+        assert _get(port, "/")[0] == 200  # lists the three paths
+        for path in ("/metric", "/favicon.ico", "/metrics/extra"):
+            assert _get(port, path)[0] == 404, path
+        body = _get(port, "/metrics")[1]
+        assert f'confluent_kafka="{confluent_kafka.__version__}"' in body
+        assert confluent_kafka.__version__.count(".") == 2
+    finally:
+        server.shutdown()

@@ -84,11 +84,13 @@ def test_consumer_only_property():
 
 
 def test_double_underscore_is_a_literal_underscore():
+    # librdkafka's few names with underscores (this one is settable only from C; the
+    # settings check lets through what only a client can judge).
     settings = from_env(
-        KAFKA_SSL_ENGINE_CALLBACK__DATA="x", KAFKA_PRODUCER_STICKY_PARTITIONING__LINGER_MS="5"
+        KAFKA_SSL__ENGINE__CALLBACK__DATA="x", KAFKA_PRODUCER_SSL__ENGINE__CALLBACK__DATA="y"
     )
-    assert settings.kafka_common["ssl.engine.callback_data"] == "x"
-    assert settings.kafka_producer == {"sticky.partitioning_linger.ms": "5"}
+    assert settings.kafka_common["ssl_engine_callback_data"] == "x"
+    assert settings.kafka_producer == {"ssl_engine_callback_data": "y"}
 
 
 def test_specific_overrides_common_overrides_defaults():
@@ -275,3 +277,57 @@ def test_the_producer_can_offer_a_record_at_the_payload_limit_to_the_dead_letter
         {"KAFKA_BOOTSTRAP_SERVERS": "b:9092", "LOYALTY_MAX_PAYLOAD_BYTES": "2000000"}
     )
     assert settings.producer_config()["message.max.bytes"] > 2_000_000
+
+
+# --- processing guarantees and membership ------------------------------------------------
+
+
+def test_at_least_once_is_the_default_and_commits_stored_offsets():
+    settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:9092"})
+    assert settings.processing_guarantee == "at-least-once"
+    consumer = settings.consumer_config()
+    assert consumer["enable.auto.commit"] is True
+    assert "isolation.level" not in consumer
+    assert "transactional.id" not in settings.producer_config()
+
+
+def test_exactly_once_commits_only_in_transactions_and_reads_committed():
+    settings = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "b:9092",
+            "LOYALTY_PROCESSING_GUARANTEE": "exactly-once",
+            "LOYALTY_GROUP_ID": "loyalty",
+            "LOYALTY_MEMBER_NAME": "pod-7",
+        }
+    )
+    consumer = settings.consumer_config()
+    assert consumer["enable.auto.commit"] is False
+    assert consumer["isolation.level"] == "read_committed"
+    assert settings.producer_config()["transactional.id"] == "loyalty-pod-7"
+
+
+def test_exactly_once_refuses_an_override_of_what_it_rests_on():
+    settings = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "b:9092",
+            "LOYALTY_PROCESSING_GUARANTEE": "exactly-once",
+            "KAFKA_CONSUMER_ISOLATION_LEVEL": "read_uncommitted",
+        }
+    )
+    with pytest.raises(ConfigError, match=r"isolation\.level"):
+        settings.consumer_config()
+
+
+def test_an_unknown_guarantee_is_refused():
+    with pytest.raises(ConfigError, match="LOYALTY_PROCESSING_GUARANTEE"):
+        Settings.from_env({"LOYALTY_PROCESSING_GUARANTEE": "at-most-once"})
+
+
+def test_static_membership_uses_the_member_name_only_when_asked():
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "b:9092", "LOYALTY_MEMBER_NAME": "loyalty-0"}
+    assert "group.instance.id" not in Settings.from_env(env).consumer_config()
+    static = Settings.from_env({**env, "LOYALTY_STATIC_MEMBERSHIP": "true"})
+    assert static.consumer_config()["group.instance.id"] == "loyalty-0"
+    assert static.consumer_config()["session.timeout.ms"] == 15_000
+    with pytest.raises(ConfigError, match="LOYALTY_STATIC_MEMBERSHIP"):
+        Settings.from_env({**env, "LOYALTY_STATIC_MEMBERSHIP": "maybe"})

@@ -78,6 +78,27 @@ def test_timestamp_out_of_range_is_a_normalization_error(value):
         fields.timestamp(value, "timestamp")
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2016-12-31T23:59:60Z", datetime(2017, 1, 1, tzinfo=UTC)),
+        ("2016-12-31T23:59:60.250Z", datetime(2017, 1, 1, 0, 0, 0, 250000, tzinfo=UTC)),
+        ("2017-01-01T00:59:60+01:00", datetime(2017, 1, 1, tzinfo=UTC)),
+        ("2016-12-31T23:59:60", datetime(2017, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_a_leap_second_is_read_as_the_next_second(value, expected):
+    assert fields.timestamp(value, "applied_at") == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["2016-12-31T23:59:61Z", "2016-12-31T23:60:00Z", "9999-12-31T23:59:60Z"]
+)
+def test_only_second_60_is_a_leap_second(value):
+    with pytest.raises(NormalizationError):
+        fields.timestamp(value, "applied_at")
+
+
 # --- count ----------------------------------------------------------------------------
 
 
@@ -267,15 +288,36 @@ def test_optional_text(value, expected):
 
 
 def test_email_is_trimmed_lower_cased_and_hashed():
-    email, digest = fields.email("  Jane@Example.COM ")
+    email, digest = fields.email("  Jane@Example.COM ", "email")
     assert email == "jane@example.com"
     assert digest == hashlib.sha256(b"jane@example.com").hexdigest()
     assert digest == "8c87b489ce35cf2e2f39f80e282cb2e804932a56a213983eeeb428407d43b52d"
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "jane\x00@example.com",
+        "jane@example.com\r\nBcc: x@example.com",
+        "j\x1b[2J@x.com",
+        "a\x7f@x.com",
+        "a\x85@x.com",
+    ],
+)
+def test_an_email_with_control_characters_is_rejected_without_quoting_it(value):
+    with pytest.raises(NormalizationError) as caught:
+        fields.email(value, "customer.email")
+    assert caught.value.field == "customer.email"
+    assert "example" not in caught.value.message and "x.com" not in caught.value.message
+
+
+def test_an_email_keeps_non_ascii_letters():
+    assert fields.email("Jürgen@Example.de", "email")[0] == "jürgen@example.de"
+
+
 @pytest.mark.parametrize("value", [None, "", "   ", 5])
 def test_email_absent(value):
-    assert fields.email(value) == (None, None)
+    assert fields.email(value, "email") == (None, None)
 
 
 # --- epoch_millis ---------------------------------------------------------------------

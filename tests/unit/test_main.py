@@ -87,9 +87,24 @@ def test_signature_checks_apply_when_a_secret_is_set(capsysbinary, monkeypatch):
     assert lines[0]["reason"] == "signature_missing"
 
 
-@pytest.mark.parametrize(
-    "args", [["--header", "no-equals-sign"], ["/no/such/file.json"], ["--bogus"]]
-)
+def test_dash_is_stdin_among_files(capsysbinary, monkeypatch):
+    status, lines = run(
+        capsysbinary, str(MAGE_SEED), "-", stdin=RIVO_SEED.read_bytes(), monkeypatch=monkeypatch
+    )
+    assert status == 0
+    assert [line["record"]["provider"] for line in lines] == ["mage_loyalty", "rivo"]
+    assert lines[1]["record"]["metadata"]["source_topic"] == "-"
+
+
+def test_a_missing_file_among_several_is_one_line_and_the_rest_still_run(capsysbinary):
+    status, lines = run(capsysbinary, str(MAGE_SEED), "/no/such/file.json", str(RIVO_SEED))
+    assert status == 2
+    assert [line["outcome"] for line in lines] == ["accepted", "error", "accepted"]
+    assert lines[1]["input"] == "/no/such/file.json"
+    assert "No such file" in lines[1]["message"]
+
+
+@pytest.mark.parametrize("args", [["--header", "no-equals-sign"], ["--bogus"]])
 def test_usage_errors_exit_2(args, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["normalize", *args])

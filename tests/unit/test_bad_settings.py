@@ -1,0 +1,118 @@
+"""Every setting's bad values, tried as a new user would: one line on stderr naming the
+variable, exit status 2, no traceback, and nothing claims to have started."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumer import config
+from consumer.__main__ import main
+
+# A loopback address nothing listens on: the clients are never asked to connect, since
+# every case fails before (settings, or librdkafka's own property check).
+BOOTSTRAP = "127.0.0.1:9"
+
+BAD_VALUES = [
+    ("KAFKA_BOOTSTRAP_SERVERS", "   ", "must not be blank"),
+    ("LOYALTY_RAW_TOPIC", "raw topic", "topic name"),
+    ("LOYALTY_CLEAN_TOPIC", "clean/records", "topic name"),
+    ("LOYALTY_DLQ_TOPIC", "x" * 250, "topic name"),
+    ("LOYALTY_DLQ_TOPIC", "..", "topic name"),
+    ("LOYALTY_GROUP_ID", "  ", "must not be blank"),
+    ("LOYALTY_MAX_PAYLOAD_BYTES", "1MB", "integer"),
+    ("LOYALTY_MAX_PAYLOAD_BYTES", "0", "positive"),
+    ("SCHEMA_REGISTRY_URL", "registry:8081", "http"),
+    ("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", " ", "must not be blank"),
+    ("LOYALTY_BATCH_SIZE", "-5", "positive"),
+    ("LOYALTY_BATCH_SIZE", "lots", "integer"),
+    ("LOYALTY_POLL_TIMEOUT_SECONDS", "-1", "positive"),
+    ("LOYALTY_POLL_TIMEOUT_SECONDS", "0", "positive"),
+    ("LOYALTY_POLL_TIMEOUT_SECONDS", "1s", "number"),
+    ("LOYALTY_POLL_TIMEOUT_SECONDS", "nan", "positive"),
+    ("LOYALTY_METRICS_PORT", "99999", "port"),
+    ("LOYALTY_METRICS_PORT", "-1", "port"),
+    ("LOYALTY_METRICS_PORT", "http", "integer"),
+    ("LOYALTY_LIVENESS_TIMEOUT_SECONDS", "0", "positive"),
+    ("LOYALTY_LIVENESS_TIMEOUT_SECONDS", "inf", "positive"),
+    ("LOYALTY_SHUTDOWN_DEADLINE_SECONDS", "-3", "positive"),
+    ("LOYALTY_STATISTICS_INTERVAL_MS", "0", "positive"),
+    ("LOYALTY_STATISTICS_INTERVAL_MS", "10s", "integer"),
+    ("LOYALTY_LOG_LEVEL", "LOUD", "one of DEBUG, INFO"),
+    ("LOYALTY_SCHEMA_DIR", "/no/such/directory", "existing directory"),
+    ("LOYALTY_PROCESSING_GUARANTEE", "at-most-once", "one of at-least-once, exactly-once"),
+    ("LOYALTY_MEMBER_NAME", "   ", "must not be blank"),
+    ("LOYALTY_STATIC_MEMBERSHIP", "maybe", "true or false"),
+    ("LOYALTY_SESSION_TIMEOUT_MS", "0", "positive"),
+    ("LOYALTY_CHECKPOINT_INTERVAL_MS", "-1", "positive"),
+    ("LOYALTY_CHECKPOINT_RECORDS", "many", "integer"),
+    ("MAGE_WEBHOOK_SECRET", "s", "unknown provider"),
+    ("RIVO_WEBHOOK_SECRET_FILE", "/no/such/file", "cannot read"),
+    # librdkafka properties, checked by librdkafka when the clients are built.
+    ("KAFKA_FOO_BAR", "1", 'No such configuration property: "foo.bar"'),
+    ("KAFKA_CONSUMER_FETCH_WAIT_MAX_MS", "soon", "Invalid value"),
+    ("KAFKA_PRODUCER_LINGER_MS", "abc", "Invalid value"),
+    ("KAFKA_SECURITY_PROTOCOL", "carrier-pigeon", "Invalid value"),
+    ("KAFKA_CONSUMER_ENABLE_AUTO_COMMIT", "false", "must stay true"),
+    ("KAFKA_ENABLE_AUTO_OFFSET_STORE", "true", "must stay false"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "says"), BAD_VALUES)
+def test_a_bad_value_is_one_line_naming_the_variable(
+    variable, value, says, monkeypatch, capsys, tmp_path
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", BOOTSTRAP)
+    monkeypatch.setenv(variable, value)
+    status = main(["run"])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert status == 2
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"loyalty-consumer: {variable}")
+    assert says in lines[0]
+    assert "Traceback" not in captured.err and "starting" not in captured.err
+    assert captured.out == ""
+
+
+def test_every_setting_has_bad_values_in_the_table():
+    tried = {variable for variable, _, _ in BAD_VALUES}
+    assert {variable.name for variable in config.VARIABLES} <= tried
+
+
+def test_credentials_in_a_bad_registry_url_are_not_repeated(monkeypatch, capsys):
+    monkeypatch.setenv("SCHEMA_REGISTRY_URL", "user:hunter2@registry")
+    assert main(["run"]) == 2
+    assert "hunter2" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["replay", "tail"])
+def test_the_operators_commands_say_the_same(command, monkeypatch, capsys):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", BOOTSTRAP)
+    monkeypatch.setenv("KAFKA_FOO_BAR", "1")
+    assert main([command]) == 2
+    assert capsys.readouterr().err.startswith("loyalty-consumer: KAFKA_FOO_BAR: No such")
+
+
+@pytest.mark.parametrize("command", ["run", "replay", "tail"])
+def test_commands_that_need_brokers_say_so(command, monkeypatch, capsys):
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    assert main([command]) == 2
+    assert "KAFKA_BOOTSTRAP_SERVERS is not set" in capsys.readouterr().err
+
+
+def test_a_metrics_port_in_use_is_one_line_naming_it(monkeypatch, capsys, tmp_path):
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", BOOTSTRAP)
+        monkeypatch.setenv("LOYALTY_METRICS_PORT", str(taken.getsockname()[1]))
+        status = main(["run"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "LOYALTY_METRICS_PORT" in err
+    assert "Traceback" not in err
+    assert '"message": "starting"' not in err
