@@ -13,6 +13,7 @@ import tomllib
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -34,6 +35,7 @@ WAIT_SECONDS = 90.0
 # Above the service's own shutdown deadline (25 s): podman must never need SIGKILL.
 STOP_TIMEOUT_SECONDS = 40
 FEED_SCRIPT = REPO_ROOT / "deploy" / "compose" / "feed_samples.py"
+SECRETS_MOUNT = "/var/run/secrets/loyalty"  # deploy/helm/loyalty-consumer
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +99,7 @@ def test_image_runs_the_service_and_stops_on_sigterm(
     admin: AdminClient,
     group_id: str,
     container_name: str,
+    tmp_path: Path,
 ) -> None:
     raw, clean, dead = new_topic("raw", RAW_PARTITIONS), new_topic("clean"), new_topic("dlq")
     (metrics_port,) = free_ports(1)
@@ -108,9 +111,16 @@ def test_image_runs_the_service_and_stops_on_sigterm(
         "LOYALTY_GROUP_ID": group_id,
         "LOYALTY_METRICS_PORT": str(metrics_port),
         "LOYALTY_RAW_TOPIC_PARTITIONS": str(RAW_PARTITIONS),
-        **{f"{name.upper()}_WEBHOOK_SECRET": secret for name, secret in LOCAL_SECRETS.items()},
     }
+    # The webhook secrets as files, mounted where and named as the Helm chart mounts them.
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir(mode=0o755)
+    for name, secret in LOCAL_SECRETS.items():
+        (secrets_dir / f"{name}_webhook_secret").write_text(secret + "\n")
+        (secrets_dir / f"{name}_webhook_secret").chmod(0o444)
+        env[f"{name.upper()}_WEBHOOK_SECRET_FILE"] = f"{SECRETS_MOUNT}/{name}_webhook_secret"
     env_args = [arg for name, value in env.items() for arg in ("--env", f"{name}={value}")]
+    env_args += ["--volume", f"{secrets_dir}:{SECRETS_MOUNT}:ro"]
     # As in Kubernetes: read-only root, only /tmp writable, host network, image's user.
     confined = ["--network", "host", "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp"]
 
@@ -147,6 +157,8 @@ def test_image_runs_the_service_and_stops_on_sigterm(
     assert started.returncode == 0, started.stderr
 
     assert count_records(kafka_bootstrap_servers, clean, accepted) == accepted
+    # The samples signed with a wrong secret are among the rejected: the signature checks
+    # ran, with the secrets read from the mounted files.
     assert count_records(kafka_bootstrap_servers, dead, rejected) == rejected
     metrics = scrape(metrics_port, "/metrics")
     assert outcome_total(metrics, "accepted") == accepted
