@@ -50,6 +50,26 @@ def stops_the_service(error: KafkaError) -> bool:
     return error.fatal() or error.code() in STOPPING_ERRORS
 
 
+class TopicUnavailable(Exception):
+    """The brokers cannot be reached, or the topic does not exist; said in one line."""
+
+
+def topic_partitions(
+    consumer: Consumer, topic: str, bootstrap: str | None, timeout: float
+) -> list[int]:
+    """The topic's partition numbers, for the operators' commands (replay, tail)."""
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise TopicUnavailable(
+            f"cannot reach the brokers at {bootstrap}: {exc.args[0].str()}"
+        ) from None
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        raise TopicUnavailable(f"the topic {topic} does not exist")
+    return sorted(described.partitions)
+
+
 def to_raw_record(message: Message) -> RawRecord:
     _, timestamp_ms = message.timestamp()
     return RawRecord(

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from consumer import dead_letter
 from consumer.config import Settings
 from consumer.console import ProgressReport, console, error_console, table
-from consumer.kafka_io import construct_client, produce
+from consumer.kafka_io import TopicUnavailable, construct_client, produce, topic_partitions
 from consumer.records import HeaderList, iso_utc
 
 log = logging.getLogger(__name__)
@@ -250,15 +250,11 @@ def run_replay(
 
 def _partitions(consumer: Consumer, topic: str, settings: Settings) -> list[_Partition]:
     try:
-        metadata = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS)
-    except KafkaException as exc:
-        raise ReplayFailed(
-            f"cannot reach the brokers at {settings.bootstrap_servers}: {exc.args[0].str()}"
-        ) from None
-    described = metadata.topics.get(topic)
-    if described is None or described.error is not None or not described.partitions:
-        raise ReplayFailed(f"the dead-letter topic {topic} does not exist (LOYALTY_DLQ_TOPIC)")
-    numbers = sorted(described.partitions)
+        numbers = topic_partitions(
+            consumer, topic, settings.bootstrap_servers, METADATA_TIMEOUT_SECONDS
+        )
+    except TopicUnavailable as exc:
+        raise ReplayFailed(f"{exc} (the dead-letter topic, LOYALTY_DLQ_TOPIC)") from None
     committed = consumer.committed(
         [TopicPartition(topic, n) for n in numbers], timeout=METADATA_TIMEOUT_SECONDS
     )

@@ -513,6 +513,10 @@ class Runner:
         self._metrics.transaction_seconds.observe(time.monotonic() - self._txn_started)
         self._txn_positions.clear()
         self._txn_started = None
+        # The transaction carried the offsets; the tracker's entries (all acknowledged:
+        # the commit flushed) only count what is pending, so drop them, or they would
+        # pile up for as long as the service runs.
+        self._tracker.take_commit_points()
         return True
 
     def _abort_transaction(self, rewind: bool) -> None:
@@ -522,6 +526,7 @@ class Runner:
             return
         self._txn_started = None
         self._txn_positions.clear()
+        self._tracker.forget(TopicPartition(t, p) for t, p in list(self._assigned))
         self._metrics.transactions.labels("aborted").inc()
         try:
             self._producer.abort_transaction(TRANSACTION_CALL_SECONDS)

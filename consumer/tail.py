@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from consumer import dead_letter
 from consumer.config import Settings
 from consumer.console import console
-from consumer.kafka_io import construct_client
+from consumer.kafka_io import TopicUnavailable, construct_client, topic_partitions
 from consumer.reader import RedemptionReader
 from consumer.records import iso_utc
 from consumer.replay import dead_letter_facts, original_headers
@@ -181,16 +181,13 @@ def _start(
     consumer: Consumer, topic: str, settings: Settings, options: TailOptions
 ) -> dict[int, tuple[int, int]]:
     try:
-        metadata = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS)
-    except KafkaException as exc:
-        raise TailFailed(
-            f"cannot reach the brokers at {settings.bootstrap_servers}: {exc.args[0].str()}"
-        ) from None
-    described = metadata.topics.get(topic)
-    if described is None or described.error is not None or not described.partitions:
-        raise TailFailed(f"the topic {topic} does not exist")
+        numbers = topic_partitions(
+            consumer, topic, settings.bootstrap_servers, METADATA_TIMEOUT_SECONDS
+        )
+    except TopicUnavailable as exc:
+        raise TailFailed(str(exc)) from None
     positions = {}
-    for number in sorted(described.partitions):
+    for number in numbers:
         low, high = consumer.get_watermark_offsets(
             TopicPartition(topic, number), timeout=METADATA_TIMEOUT_SECONDS
         )
