@@ -45,6 +45,7 @@ BAD_VALUES = [
     ("LOYALTY_SESSION_TIMEOUT_MS", "0", "positive"),
     ("LOYALTY_CHECKPOINT_INTERVAL_MS", "-1", "positive"),
     ("LOYALTY_CHECKPOINT_RECORDS", "many", "integer"),
+    ("LOYALTY_ON_INTERNAL_ERROR", "ignore", "one of dead-letter, stop"),
     ("MAGE_WEBHOOK_SECRET", "s", "unknown provider"),
     ("RIVO_WEBHOOK_SECRET_FILE", "/no/such/file", "cannot read"),
     # librdkafka properties, checked by librdkafka when the clients are built.
@@ -52,7 +53,7 @@ BAD_VALUES = [
     ("KAFKA_CONSUMER_FETCH_WAIT_MAX_MS", "soon", "Invalid value"),
     ("KAFKA_PRODUCER_LINGER_MS", "abc", "Invalid value"),
     ("KAFKA_SECURITY_PROTOCOL", "carrier-pigeon", "Invalid value"),
-    ("KAFKA_CONSUMER_ENABLE_AUTO_COMMIT", "false", "must stay true"),
+    ("KAFKA_CONSUMER_ENABLE_AUTO_COMMIT", "true", "must stay false"),
     ("KAFKA_ENABLE_AUTO_OFFSET_STORE", "true", "must stay false"),
 ]
 
