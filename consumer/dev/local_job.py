@@ -212,11 +212,11 @@ def _start_local_broker(out: Console, verbose: bool):
     except LocalBrokerError as exc:
         # The first line says what happened; the broker's log tail follows only with
         # --verbose.
-        lines = str(exc).splitlines()
-        shown = str(exc) if verbose else lines[0] if lines else str(exc)
+        lines = str(exc).splitlines() or [""]
+        shown = str(exc) if verbose else lines[0]
         raise LocalRunFailed(
             f"{shown}\nor set KAFKA_BOOTSTRAP_SERVERS to a running broker"
-            + ("" if verbose else " (--verbose shows the broker's log)")
+            + (" (--verbose shows the broker's log)" if shown != str(exc) else "")
         ) from None
     out.print(f"started a local Apache Kafka broker at {broker.bootstrap_servers}")
     return broker
