@@ -224,9 +224,16 @@ def _print(out, line: dict[str, Any], options: TailOptions, message: Message) ->
             return
         text = orjson.dumps(line["record"]).decode()
     else:
-        text = options.output.format_map(_Missing(line))
+        text = options.output.format_map(_Missing(_blank_nones(line)))
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def _blank_nones(value: Any) -> Any:
+    """A template prints an absent value as empty, whatever its format spec."""
+    if isinstance(value, dict):
+        return {key: _blank_nones(item) for key, item in value.items()}
+    return "" if value is None else value
 
 
 class _Missing(dict):
