@@ -109,6 +109,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "local":
         return _local(settings, args)
     logs.configure("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    if not args.verbose:
+        # The client's own connection errors: the command says what failed, once.
+        logging.getLogger("consumer.kafka").setLevel(logging.CRITICAL)
     from consumer.topic_reading import ReadFailed
 
     try:

@@ -66,24 +66,6 @@ class GroupStatus:
 
 def group_status(settings: Settings, group: str) -> GroupStatus:
     topic = settings.raw_topic
-    admin = construct_client(
-        AdminClient,
-        settings,
-        "consumer",
-        settings.client_config({}, "consumer"),
-        {},
-    )
-    try:
-        description = admin.describe_consumer_groups(
-            [group], request_timeout=METADATA_TIMEOUT_SECONDS
-        )[group].result()
-    except KafkaException as exc:
-        raise ReadFailed(f"cannot describe group {group}: {exc.args[0].str()}") from None
-    holders: dict[int, Any] = {}
-    for member in description.members:
-        for tp in member.assignment.topic_partitions if member.assignment else ():
-            if tp.topic == topic:
-                holders[tp.partition] = member
     # Committed offsets through a consumer of the group that never joins it: librdkafka's
     # admin offset listing can crash the process while the coordinator loads (see
     # consumer/dev/local_broker.py).
@@ -102,8 +84,22 @@ def group_status(settings: Settings, group: str) -> GroupStatus:
                 f"cannot read the committed offsets of {group}: {exc.args[0].str()}"
             ) from None
         bounds = watermarks(reader, topic, numbers)
+        admin = construct_client(
+            AdminClient, settings, "consumer", settings.client_config({}, "consumer"), {}
+        )
+        try:
+            description = admin.describe_consumer_groups(
+                [group], request_timeout=METADATA_TIMEOUT_SECONDS
+            )[group].result()
+        except KafkaException as exc:
+            raise ReadFailed(f"cannot describe group {group}: {exc.args[0].str()}") from None
     finally:
         reader.close()
+    holders: dict[int, Any] = {}
+    for member in description.members:
+        for tp in member.assignment.topic_partitions if member.assignment else ():
+            if tp.topic == topic:
+                holders[tp.partition] = member
     partitions = []
     for number in numbers:
         low, high = bounds[number]

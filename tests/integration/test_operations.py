@@ -702,3 +702,16 @@ def test_the_local_broker_on_a_taken_port_says_so_before_starting(tmp_path):
         "stop what listens there, or choose another port with --port"
     )
     assert "kafka broker ready" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["tail"], ["tail", "dead-letter"], ["status"], ["replay", "--dry-run"]]
+)
+def test_operator_commands_against_unreachable_brokers_are_one_line(args, tmp_path):
+    nowhere = f"127.0.0.1:{free_port()}"
+    done = run_cli(tmp_path, cli_env(nowhere), "consumer", *args, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(
+        f"loyalty-consumer {args[0]}: cannot reach the brokers at {nowhere}"
+    )
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
