@@ -109,11 +109,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "local":
         return _local(settings, args)
     logs.configure("WARNING" if settings.log_level == "INFO" else settings.log_level)
-    if not args.verbose:
-        # The client's own connection errors: the command says what failed, once.
-        logging.getLogger("consumer.kafka").setLevel(logging.CRITICAL)
     from consumer.topic_reading import ReadFailed
 
+    client_log = logging.getLogger("consumer.kafka")
+    level = client_log.level
+    if not args.verbose:
+        # The client's own connection errors: the command says what failed, once.
+        client_log.setLevel(logging.CRITICAL)
     try:
         if args.command == "replay":
             return _replay(settings, args)
@@ -125,6 +127,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     except ReadFailed as exc:
         print(f"loyalty-consumer {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        client_log.setLevel(level)
 
 
 def _parser() -> argparse.ArgumentParser:
