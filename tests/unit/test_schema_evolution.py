@@ -2,7 +2,7 @@
 with any version are read by a reader built on any other (FULL_TRANSITIVE), checked
 with fastavro's schema resolution on arbitrary records of each writer schema.
 
-What a schema change must do (README, "Changing the canonical schema"): add the new
+What a schema change must do (CONTRIBUTING.md, "Changing the canonical schema"): add the new
 version under schemas/history/ and keep this module green.
 """
 
