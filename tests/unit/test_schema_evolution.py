@@ -17,6 +17,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumer.reader import RedemptionReader
 from consumer.schemas import (
     CANONICAL_SCHEMA_FILE,
     SingleObjectCodec,
@@ -211,5 +212,18 @@ def test_a_future_reader_reads_a_released_record_with_defaults():
 def test_an_unknown_fingerprint_names_itself_and_says_what_to_do():
     future = edited(new_required_field)
     written = SingleObjectCodec(future).encode(_ACME_RECORD | {"provider": "rivo"})
-    with pytest.raises(ValueError, match=r"not a known canonical schema.*upgrade the reader"):
+    with pytest.raises(ValueError, match=r"not a known canonical schema") as refused:
         SingleObjectCodec().decode(written)
+    assert "upgrade readers before writers" in str(refused.value)
+    assert "schema registry" in str(refused.value)
+
+
+def test_a_released_reader_refuses_a_newer_single_object_record_saying_upgrade_first():
+    """What a 0.2.0 reader meets when a provider symbol is added and no registry is used:
+    every record written with the new schema, an existing provider's included."""
+    added_provider = edited(new_provider_symbol)
+    rivo_record = {k: v for k, v in _ACME_RECORD.items() if k != "channel"} | {"provider": "rivo"}
+    written = SingleObjectCodec(added_provider).encode(rivo_record)
+    released_reader = RedemptionReader(reader_schema_file="history/loyalty_redemption.v1.avsc")
+    with pytest.raises(ValueError, match="upgrade readers before writers"):
+        released_reader.decode(written)
