@@ -37,7 +37,7 @@ RUN_HELP = """Run the service until SIGTERM or Ctrl-C. Settings come from the en
   LOYALTY_CLEAN_TOPIC              canonical records (loyalty.redemptions)
   LOYALTY_DLQ_TOPIC                rejected records (loyalty.webhooks.dlq)
   LOYALTY_GROUP_ID                 consumer group (loyalty-consumer)
-  <PROVIDER>_WEBHOOK_SECRET        signing secrets, comma-separated (MAGE_LOYALTY_, RIVO_)
+  <PROVIDER>_WEBHOOK_SECRET        signing secrets, comma-separated, of any registered provider
   SCHEMA_REGISTRY_URL              Confluent wire format through this registry
   LOYALTY_METRICS_PORT             /metrics, /healthz, /readyz (9400)
   LOYALTY_SCHEMA_DIR               .avsc files to use instead of the packaged ones

@@ -109,7 +109,7 @@ def _default(variable: Variable) -> str:
     field = next(f for f in dataclasses.fields(Settings) if f.name == variable.field)
     value = field.default
     if value is dataclasses.MISSING or value is None:
-        return ""
+        return "none"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, float):
