@@ -40,7 +40,7 @@ EXIT_REJECTED = EXIT_FAILED  # normalize: some input was rejected
 RUN_HELP = f"""Run the service until SIGTERM or Ctrl-C. Settings come from the environment:
 
 {settings_help()}
-  <PROVIDER>_WEBHOOK_SECRET              signing secrets, comma-separated (MAGE_LOYALTY_, RIVO_)
+  <PROVIDER>_WEBHOOK_SECRET              signing secrets, comma-separated, any provider
   <NAME>_FILE                            a secret's value read from a file
   KAFKA_<PROP>, KAFKA_CONSUMER_<PROP>, KAFKA_PRODUCER_<PROP>
                                          any librdkafka property (KAFKA_SECURITY_PROTOCOL=SASL_SSL)

@@ -567,105 +567,152 @@ class Variable:
     name: str
     field: str
     parse: Callable[[str], Any]
+    # What the setting does, for people: `run --help` and the configuration page are
+    # generated from it.
     help: str = ""
     # False for values that may carry credentials: an error names the variable only,
     # and describe() shows them masked.
     shown: bool = True
+    # The default in words, where the field's default is computed or absent.
+    default_shown: str | None = None
 
 
 # Every named setting. A new setting is one line here and a field above.
 VARIABLES: tuple[Variable, ...] = (
-    Variable("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _text, "brokers (required)"),
+    Variable(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "bootstrap_servers",
+        _text,
+        "brokers to connect to",
+        default_shown="none (required by `run`)",
+    ),
     Variable("LOYALTY_RAW_TOPIC", "raw_topic", _topic, "raw webhooks to consume"),
-    Variable("LOYALTY_CLEAN_TOPIC", "clean_topic", _topic, "canonical records"),
-    Variable("LOYALTY_DLQ_TOPIC", "dead_letter_topic", _topic, "rejected records"),
+    Variable("LOYALTY_CLEAN_TOPIC", "clean_topic", _topic, "canonical `LoyaltyRedemption` records"),
+    Variable(
+        "LOYALTY_DLQ_TOPIC",
+        "dead_letter_topic",
+        _topic,
+        "rejected records with the reason in headers",
+    ),
     Variable("LOYALTY_GROUP_ID", "group_id", _text, "consumer group"),
     Variable(
-        "LOYALTY_MAX_PAYLOAD_BYTES", "max_payload_bytes", _positive_integer, "largest webhook"
+        "LOYALTY_MAX_PAYLOAD_BYTES",
+        "max_payload_bytes",
+        _positive_integer,
+        "larger values are rejected as `payload_too_large`",
     ),
     Variable(
         "SCHEMA_REGISTRY_URL",
         "schema_registry_url",
         _http_url,
-        "Confluent wire format through this registry",
+        "when set, the clean topic uses the Confluent wire format and registers "
+        "`<clean topic>-value`: the production mode, which lets old readers read new records",
         shown=False,
+        default_shown="none (single-object encoding)",
     ),
     Variable(
         "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
         "schema_registry_basic_auth",
         _user_info,
-        "the registry's user:password",
+        "`user:password` for the registry",
         shown=False,
     ),
-    Variable("LOYALTY_BATCH_SIZE", "batch_size", _positive_integer, "records per consume call"),
+    Variable("LOYALTY_BATCH_SIZE", "batch_size", _positive_integer, "records per `consume()` call"),
     Variable(
         "LOYALTY_POLL_TIMEOUT_SECONDS",
         "poll_timeout_seconds",
         _positive_number,
-        "longest wait of one consume call",
+        "longest wait for a batch (bounds shutdown latency)",
     ),
-    Variable("LOYALTY_METRICS_PORT", "metrics_port", _port, "/metrics, /healthz, /readyz"),
+    Variable(
+        "LOYALTY_METRICS_PORT",
+        "metrics_port",
+        _port,
+        "Prometheus metrics and probes (0: any free port)",
+    ),
     Variable(
         "LOYALTY_LIVENESS_TIMEOUT_SECONDS",
         "liveness_timeout_seconds",
         _positive_number,
-        "/healthz fails when the loop has not polled for this long",
+        "`/healthz` fails when the loop has not polled for this long",
     ),
     Variable(
         "LOYALTY_SHUTDOWN_DEADLINE_SECONDS",
         "shutdown_deadline_seconds",
         _positive_number,
-        "exit by then after a stop signal",
+        "after a stop signal, exit (status 3) by then even if the final commit still waits "
+        "for the coordinator",
     ),
     Variable(
         "LOYALTY_STATISTICS_INTERVAL_MS",
         "statistics_interval_ms",
         _positive_integer,
-        "librdkafka statistics (lag, round trips, readiness)",
+        "librdkafka statistics (lag, round-trip, queue metrics; readiness)",
     ),
-    Variable("LOYALTY_LOG_LEVEL", "log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     Variable(
-        "LOYALTY_SCHEMA_DIR", "schema_dir", _directory, ".avsc files instead of the packaged ones"
+        "LOYALTY_LOG_LEVEL",
+        "log_level",
+        _log_level,
+        "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`; logs are JSON lines on stderr",
+    ),
+    Variable(
+        "LOYALTY_SCHEMA_DIR",
+        "schema_dir",
+        _directory,
+        "a directory of `.avsc` files to use instead (same file names)",
+        default_shown="the schemas inside the package",
     ),
     Variable(
         "LOYALTY_PROCESSING_GUARANTEE",
         "processing_guarantee",
         _guarantee,
-        "at-least-once or exactly-once",
+        "or `exactly-once` (see Guarantees and faults)",
     ),
     Variable(
-        "LOYALTY_MEMBER_NAME", "member_name", _text, "this member's name, unique in the group"
+        "LOYALTY_MEMBER_NAME",
+        "member_name",
+        _text,
+        "this member's name, unique in the group: the exactly-once `transactional.id` is "
+        "`<group>-<member name>`; in Kubernetes, the pod name",
+        default_shown="the host name",
     ),
     Variable(
         "LOYALTY_STATIC_MEMBERSHIP",
         "static_membership",
         _boolean,
-        "true: the member name is the static group.instance.id",
+        "`true`: the member name is the static `group.instance.id`, so a restart within the "
+        "session timeout keeps its partitions without a rebalance. For stable names (a "
+        "StatefulSet); a static member does not leave the group on stop, so with names that "
+        "change on every restart its partitions would idle for a session timeout",
     ),
     Variable(
         "LOYALTY_SESSION_TIMEOUT_MS",
         "session_timeout_ms",
         _positive_integer,
-        f"a silent member's partitions move after this long, "
-        f"{BROKER_SESSION_TIMEOUT_MIN_MS}..{BROKER_SESSION_TIMEOUT_MAX_MS}",
+        "a member that stops heart-beating (killed, frozen) loses its partitions after this "
+        f"long; the brokers accept {BROKER_SESSION_TIMEOUT_MIN_MS}.."
+        f"{BROKER_SESSION_TIMEOUT_MAX_MS}",
     ),
     Variable(
         "LOYALTY_CHECKPOINT_INTERVAL_MS",
         "checkpoint_interval_ms",
         _positive_integer,
-        "longest time between checkpoints (commits)",
+        "longest time between checkpoints (outputs acknowledged, then the input positions "
+        "committed; exactly-once: the transaction committed); the latency a "
+        "`read_committed` reader sees",
     ),
     Variable(
         "LOYALTY_CHECKPOINT_RECORDS",
         "checkpoint_records",
         _positive_integer,
-        "most records between checkpoints (commits)",
+        "a checkpoint also happens after this many records",
     ),
     Variable(
         "LOYALTY_ON_INTERNAL_ERROR",
         "on_internal_error",
         _on_internal_error,
-        "a record whose processing raised a bug: dead-letter (internal_error) or stop",
+        "what a record whose processing raised an unexpected exception (a bug) becomes: "
+        "`dead-letter` (reason `internal_error`, logged with its traceback) or `stop`",
     ),
 )
 

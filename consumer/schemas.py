@@ -241,6 +241,18 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
+# Single-object encoding names the writer schema only by fingerprint, so a reader can
+# resolve only the versions it ships with: readers must be upgraded before writers. The
+# message says so, and names the way out that needs no such order (the registry).
+UNKNOWN_WRITER_MESSAGE = (
+    "schema fingerprint {fingerprint} is not a known canonical schema (known: {known}): "
+    "the record was written with a newer schema than this reader has. In single-object "
+    "mode, upgrade readers before writers: upgrade this reader to the package version "
+    "that wrote the record (or give it that schema), or read through the schema registry, "
+    "where any released reader reads newer records"
+)
+
+
 class SingleObjectCodec:
     """Avro single-object encoding, for when no registry is configured.
 
@@ -276,8 +288,7 @@ class SingleObjectCodec:
         if writer is None:
             known = ", ".join(sorted(fp.hex() for fp in self._writers))
             raise ValueError(
-                f"schema fingerprint {written_with.hex()} is not a known canonical schema "
-                f"(known: {known}); upgrade the reader"
+                UNKNOWN_WRITER_MESSAGE.format(fingerprint=written_with.hex(), known=known)
             )
         reader = None if writer is self.schema else self.schema
         return schemaless_reader(io.BytesIO(data[10:]), writer, reader)

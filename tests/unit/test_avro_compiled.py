@@ -25,9 +25,10 @@ from consumer.avro_compiled import (
     compile_validator,
 )
 from consumer.errors import SchemaViolation
+from consumer.providers import PROVIDERS, mage_loyalty, rivo
 from consumer.schemas import CANONICAL_SCHEMA_FILE, RawSchema, load_schema
 
-RAW_SCHEMA_FILES = ("mage_loyalty.points_redeemed.avsc", "rivo.points_redemption_created.avsc")
+RAW_SCHEMA_FILES = tuple(provider.raw_schema_file for provider in PROVIDERS)
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
@@ -207,15 +208,16 @@ def test_raw_schema_reports_the_same_violation_as_fastavro_alone(filename, data)
 def test_the_seeds_are_valid_and_a_wrong_type_is_not():
     from tests.helpers import payloads
 
-    mage = compile_validator(parsed(RAW_SCHEMA_FILES[0]))
-    assert mage(payloads.mage_seed())
+    for provider in PROVIDERS:
+        assert compile_validator(parsed(provider.raw_schema_file))(payloads.seed(provider.name))
+    mage = compile_validator(parsed(mage_loyalty.PROVIDER.raw_schema_file))
     body = payloads.mage_seed()
     body["data"]["points_redeemed"] = 1.5
     assert not mage(body)
 
 
 def test_the_generated_source_is_kept_for_reading():
-    source = compile_validator(parsed(RAW_SCHEMA_FILES[1])).__source__
+    source = compile_validator(parsed(rivo.PROVIDER.raw_schema_file)).__source__
     assert "def _record_loyalty_raw_rivo_Customer(record):" in source
 
 

@@ -31,8 +31,6 @@ from tests.helpers.signing import (
     rivo_wire_headers,
 )
 
-MAGE_SECRET = "mage-secret"
-RIVO_SECRET = "rivo-secret"
 REDEMPTION_EVENTS = {provider.name: provider.redemption_event for provider in PROVIDERS}
 CANONICAL = parse_schema(json.loads(schema_text(CANONICAL_SCHEMA_FILE)))
 CODEC = SingleObjectCodec()
@@ -40,7 +38,10 @@ CODEC = SingleObjectCodec()
 PLAIN = Pipeline()
 # For comparing two outcomes: processed_at must not differ between them.
 STILL = Pipeline(clock=lambda: 1771416000.0)
-SECRETS = {"mage_loyalty": MAGE_SECRET, "rivo": RIVO_SECRET}
+# A secret for every registered provider, so every one of them is signature-checked.
+SECRETS = {name: f"{name}-secret" for name in PROVIDER_NAMES}
+MAGE_SECRET = SECRETS["mage_loyalty"]
+RIVO_SECRET = SECRETS["rivo"]
 SIGNED = Pipeline(secrets={name: (secret,) for name, secret in SECRETS.items()})
 
 
