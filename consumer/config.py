@@ -666,7 +666,7 @@ VARIABLES: tuple[Variable, ...] = (
         "LOYALTY_PROCESSING_GUARANTEE",
         "processing_guarantee",
         _guarantee,
-        "or `exactly-once` (see Guarantees and faults)",
+        "`at-least-once` or `exactly-once` (see Guarantees and faults)",
     ),
     Variable(
         "LOYALTY_MEMBER_NAME",
