@@ -24,6 +24,7 @@ from consumer import __version__, logs
 from consumer.config import Settings
 from consumer.errors import ConfigError, KafkaFailure, LoyaltyConsumerError
 from consumer.pipeline import Pipeline
+from consumer.providers import PROVIDER_NAMES
 from consumer.records import Accepted, Ignored, RawRecord, iso_utc
 
 log = logging.getLogger("consumer")
@@ -37,9 +38,13 @@ RUN_HELP = """Run the service until SIGTERM or Ctrl-C. Settings come from the en
   LOYALTY_CLEAN_TOPIC              canonical records (loyalty.redemptions)
   LOYALTY_DLQ_TOPIC                rejected records (loyalty.webhooks.dlq)
   LOYALTY_GROUP_ID                 consumer group (loyalty-consumer)
-  <PROVIDER>_WEBHOOK_SECRET        signing secrets, comma-separated (MAGE_LOYALTY_, RIVO_)
+  <PROVIDER>_WEBHOOK_SECRET        signing secrets, comma-separated (MAGE_LOYALTY_, RIVO_);
+                                   required for every provider unless opted out below
+  LOYALTY_UNSIGNED_PROVIDERS       providers accepted without a signature check
+                                   (comma-separated; logged and exported as a metric)
   SCHEMA_REGISTRY_URL              Confluent wire format through this registry
   LOYALTY_METRICS_PORT             /metrics, /healthz, /readyz (9400)
+  LOYALTY_METRICS_HOST             address they listen on (0.0.0.0: every interface)
   LOYALTY_SCHEMA_DIR               .avsc files to use instead of the packaged ones
   KAFKA_<PROP>, KAFKA_CONSUMER_<PROP>, KAFKA_PRODUCER_<PROP>
                                    any librdkafka property (KAFKA_SECURITY_PROTOCOL=SASL_SSL)
@@ -112,10 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _normalize(args.files, args.header, parser)
         settings = Settings.from_env()
         if args.command == "run":
-            logs.configure(settings.log_level)
-            from consumer.service import run_service
-
-            run_service(settings)
+            return _run(settings)
         elif args.command == "replay":
             return _replay(settings, args, parser)
         elif args.command == "tail":
@@ -143,6 +145,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A bug: stop loudly, but through the JSON formatter (and its masking).
         log.exception("service crashed")
         return 1
+    return EXIT_OK
+
+
+def _run(settings: Settings) -> int:
+    """The service, once every provider is either verified or explicitly left unverified
+    (ConfigError, exit 2, otherwise: signatures are the rule in production)."""
+    unsigned = settings.require_signatures(PROVIDER_NAMES)
+    logs.configure(settings.log_level)
+    from consumer.metrics import Metrics
+    from consumer.service import run_service
+
+    metrics = Metrics()
+    for name in unsigned:
+        log.warning(
+            f"signature checks are off for {name}: its webhooks are accepted unverified",
+            extra={"provider": name, "variable": "LOYALTY_UNSIGNED_PROVIDERS"},
+        )
+        metrics.unsigned_providers.labels(provider=name).set(1)
+    run_service(settings, metrics)
     return EXIT_OK
 
 
