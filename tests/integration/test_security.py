@@ -114,6 +114,7 @@ def start_service(
         "LOYALTY_METRICS_PORT": str(metrics_port),
         "LOYALTY_POLL_TIMEOUT_SECONDS": "0.2",
         "RIVO_WEBHOOK_SECRET": LOCAL_SECRETS["rivo"],
+        "MAGE_LOYALTY_WEBHOOK_SECRET": LOCAL_SECRETS["mage_loyalty"],
         # Commit soon after storing, so "everything committed" is quick to observe.
         "KAFKA_CONSUMER_AUTO_COMMIT_INTERVAL_MS": "200",
     }
