@@ -348,7 +348,7 @@ class HttpServer:
     def __init__(self, server: Any, thread: threading.Thread) -> None:
         self._server = server
         self._thread = thread
-        self.server_port: int = server.effective_port
+        self.server_port = int(server.effective_port)  # waitress reports it as text
 
     def shutdown(self) -> None:
         """Closes the listening socket and every connection, then stops the workers."""
