@@ -119,12 +119,13 @@ class ReplayFilter:
 
 def dead_letter_facts(headers: HeaderList | None) -> dict[str, str]:
     """The service's dead-letter headers by name (the last occurrence: they follow the
-    original headers)."""
+    original headers). The service writes every one of them, empty where it does not
+    apply: an empty value is no fact."""
     facts = {}
     for name, value in headers or ():
         if name.startswith(("__connect.errors.", "loyalty.error.")) and value is not None:
             facts[name] = value.decode("utf-8", errors="replace")
-    return facts
+    return {name: value for name, value in facts.items() if value}
 
 
 def original_headers(headers: HeaderList | None) -> list[tuple[str, bytes | None]]:
