@@ -18,6 +18,7 @@ SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and every KAFKA_* property:
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import socket
@@ -111,6 +112,13 @@ class Settings:
     batch_size: int = 500
     poll_timeout_seconds: float = 1.0
     metrics_port: int = 9400
+    # Every interface by default: the kubelet's probes and Prometheus reach a container
+    # at its pod address, never at its loopback. 127.0.0.1 keeps the endpoint local.
+    metrics_host: str = "0.0.0.0"
+    # Providers `run` may leave unverified (LOYALTY_UNSIGNED_PROVIDERS): an explicit
+    # opt-out, logged and exported as loyalty_unsigned_providers. Every other provider
+    # must have a secret; see require_signatures.
+    unsigned_providers: frozenset[str] = frozenset()
     # /healthz fails when the loop has not polled for this long. A healthy loop polls
     # every poll timeout; the longest legitimate pause is a flush on revocation (20 s).
     liveness_timeout_seconds: float = 60.0
@@ -260,6 +268,45 @@ class Settings:
     def _producer_sets(self, prop: str) -> bool:
         return prop in self.kafka_producer or prop in self.kafka_common
 
+    def require_signatures(self, provider_names: tuple[str, ...]) -> tuple[str, ...]:
+        """What `run` demands: every provider of the registry (`provider_names`) has a
+        non-empty secret or is named in LOYALTY_UNSIGNED_PROVIDERS, never both. An empty
+        secret is a configuration error, not "no verification". Returns the providers
+        left unverified by that opt-out; raises ConfigError in one line otherwise."""
+        known = ", ".join(provider_names)
+        unknown = sorted(self.unsigned_providers - set(provider_names))
+        if unknown:
+            raise ConfigError(
+                f"LOYALTY_UNSIGNED_PROVIDERS: unknown provider(s) {', '.join(unknown)}; "
+                f"known: {known}"
+            )
+        unknown = sorted(set(self.webhook_secrets) - set(provider_names))
+        if unknown:
+            variables = ", ".join(f"{name.upper()}_WEBHOOK_SECRET" for name in unknown)
+            raise ConfigError(
+                f"{variables}: webhook secret for unknown provider(s) {', '.join(unknown)}; "
+                f"known: {known}"
+            )
+        both = sorted(self.unsigned_providers & set(self.webhook_secrets))
+        if both:
+            raise ConfigError(
+                f"LOYALTY_UNSIGNED_PROVIDERS names {', '.join(both)}, which also has a "
+                "webhook secret: remove one or the other"
+            )
+        missing = [
+            name
+            for name in provider_names
+            if name not in self.webhook_secrets and name not in self.unsigned_providers
+        ]
+        if missing:
+            variables = ", ".join(f"{name.upper()}_WEBHOOK_SECRET" for name in missing)
+            raise ConfigError(
+                f"{variables}: not set or empty; `run` verifies every provider's signature "
+                f"(set the secret, or name the provider in LOYALTY_UNSIGNED_PROVIDERS to "
+                "accept its webhooks unverified)"
+            )
+        return tuple(name for name in provider_names if name in self.unsigned_providers)
+
     @property
     def exactly_once(self) -> bool:
         return self.processing_guarantee == EXACTLY_ONCE
@@ -381,6 +428,8 @@ class Settings:
             value = getattr(self, variable.field)
             if isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, frozenset):
+                value = sorted(value)
             if not variable.shown and value:
                 value = _URL_USERINFO.sub("***@", value) if "://" in value else "***"
             shown[variable.field] = value
@@ -558,6 +607,29 @@ def _boolean(text: str) -> bool:
     raise ValueError("must be true or false")
 
 
+_PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _provider_names(text: str) -> frozenset[str]:
+    names = frozenset(part.strip().lower() for part in text.split(",") if part.strip())
+    if not names or not all(_PROVIDER_NAME.fullmatch(name) for name in names):
+        raise ValueError("must be provider names, comma-separated (e.g. rivo,mage_loyalty)")
+    return names
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def _listen_host(text: str) -> str:
+    host = text.strip()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        if _HOST_NAME.fullmatch(host):
+            return host
+    raise ValueError("must be an IP address or host name to listen on (0.0.0.0, ::, 127.0.0.1)")
+
+
 @dataclass(frozen=True)
 class Variable:
     """One environment variable: its name, the Settings field it sets, the parser that
@@ -629,6 +701,21 @@ VARIABLES: tuple[Variable, ...] = (
         "metrics_port",
         _port,
         "Prometheus metrics and probes (0: any free port)",
+    ),
+    Variable(
+        "LOYALTY_METRICS_HOST",
+        "metrics_host",
+        _listen_host,
+        "the address the metrics and probe endpoint listens on (`0.0.0.0`: every interface)",
+    ),
+    Variable(
+        "LOYALTY_UNSIGNED_PROVIDERS",
+        "unsigned_providers",
+        _provider_names,
+        "providers `run` accepts without a signature check (comma-separated; logged as a "
+        "warning and exported as `loyalty_unsigned_providers`); every other provider needs "
+        "its `<PROVIDER>_WEBHOOK_SECRET`",
+        default_shown="none",
     ),
     Variable(
         "LOYALTY_LIVENESS_TIMEOUT_SECONDS",

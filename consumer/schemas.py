@@ -189,11 +189,27 @@ def _encoder(schema: Any, prefix: bytes) -> Callable[[Any], bytes]:
 
 
 def _without_type_tags(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_type_tags(v) for k, v in value.items() if k != "-type"}
-    if isinstance(value, list):
-        return [_without_type_tags(item) for item in value]
-    return value
+    """A copy of a parsed JSON value without '-type' keys at any depth. Iterative, with
+    an explicit stack: the value is attacker-shaped, and recursion would fail on it."""
+    if not isinstance(value, dict | list):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack = [(value, root)]
+    while stack:
+        source, copy = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, item in items:
+            if isinstance(source, dict) and key == "-type":
+                continue
+            if isinstance(item, dict | list):
+                child: Any = {} if isinstance(item, dict) else []
+                stack.append((item, child))
+                item = child
+            if isinstance(copy, dict):
+                copy[key] = item
+            else:
+                copy.append(item)
+    return root
 
 
 def _record_paths(schema: Any, path: str) -> Iterator[tuple[str, str]]:

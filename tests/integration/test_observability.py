@@ -1,5 +1,5 @@
 """A real Prometheus scrapes the running service; its counters equal what was sent.
-The metrics table of docs/operating.md matches what /metrics exposes."""
+The metrics tables (README and docs/) match what /metrics exposes."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from tests.integration.service_harness import (
     wait_until,
 )
 
-METRICS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "operating.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = README.parent / "docs"
 # Several scrapes at 1 s; Prometheus needs a scrape after the last change to see it.
 SCRAPE_WAIT_SECONDS = 60.0
 
@@ -155,10 +156,9 @@ def _exposed_metrics(text: str) -> dict[str, tuple[str, frozenset[str] | None]]:
 
 
 def _documented_metrics() -> dict[str, tuple[str, frozenset[str]]]:
-    """The metrics table of docs/operating.md: | `name` | type | `label`, ... | meaning |"""
-    rows = re.findall(
-        r"^\| `(loyalty_\w+)` \| (\w+) \|([^|]*)\|", METRICS_PAGE.read_text(), re.MULTILINE
-    )
+    """The metrics tables of docs/: | `name` | type | `label`, ... | meaning |"""
+    text = "\n".join(path.read_text() for path in [README, *sorted(DOCS.glob("*.md"))])
+    rows = re.findall(r"^\| `(loyalty_\w+)` \| (\w+) \|([^|]*)\|", text, re.MULTILINE)
     return {name: (kind, frozenset(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
 
 

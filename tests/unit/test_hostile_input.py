@@ -34,6 +34,6 @@ def test_each_hostile_case_gets_its_documented_outcome(case):
 
 
 def test_the_docs_document_the_catalogue_as_it_is():
-    page = (Path(__file__).parents[2] / "docs" / "hostile-input.md").read_text()
+    docs = (Path(__file__).parents[2] / "docs" / "hostile-input.md").read_text()
     # To regenerate: python -c 'from tests.helpers.hostile import *; print(readme_table())'
-    assert readme_table(CASES) in page
+    assert readme_table(CASES) in docs
