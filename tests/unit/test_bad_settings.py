@@ -70,7 +70,7 @@ BAD_VALUES = [
     ("LOYALTY_SESSION_TIMEOUT_MS", "1800001", "6000..1800000"),
     ("KAFKA_CONSUMER_SESSION_TIMEOUT_MS", "5999", "6000..1800000"),
     ("KAFKA_SESSION_TIMEOUT_MS", "soon", "must be an integer"),
-    ("KAFKA_HEARTBEAT_INTERVAL_MS", "15000", "must be lower than session.timeout.ms (15000)"),
+    ("KAFKA_HEARTBEAT_INTERVAL_MS", "45000", "must be lower than session.timeout.ms (45000)"),
     # One topic in two roles: a dead letter on the raw topic is rejected again, forever.
     ("LOYALTY_DLQ_TOPIC", "loyalty.webhooks.raw", "is also LOYALTY_RAW_TOPIC"),
     ("LOYALTY_DLQ_TOPIC", "loyalty.redemptions", "is also LOYALTY_CLEAN_TOPIC"),
