@@ -17,7 +17,7 @@ turn (interleaved, so a slow minute on a shared machine hits all of them alike):
 
 Each Kafka contender starts as a fresh process with a new group and new output topics
 (broker-stamped LogAppendTime), and is stopped with SIGTERM once the outputs are all
-there. The figures (defined in README "Performance"):
+there. The figures (defined in docs/performance.md):
 
   e2e rec/s     raw records / (time of the last output - process start)
   steady rec/s  raw records in the window / (last output - first output), where the
