@@ -6,9 +6,9 @@ kind of record, and for the benchmark's mix (tests/benchmarks/workload.py), next
     make bench-pipeline        (or: .venv/bin/python -m tests.benchmarks.pipeline_cost)
 
 Figures are CPU time of this process (time.process_time), not wall time: on a shared
-machine another process' burst would otherwise count as ours. Each case runs REPEATS
-rounds; the best round is reported (noise only ever adds time). All cases run in one
-process, one after another, so their ratios are comparable.
+machine another process' burst would otherwise count as ours. REPEATS rounds each run
+every case once, interleaved; each case's best round is reported (noise only ever adds
+time), so their ratios are comparable.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from consumer.records import Accepted, RawRecord
 from consumer.schemas import SingleObjectCodec
 from tests.benchmarks.workload import mixed_records
 
-ROUND = 2000
-REPEATS = 7
+ROUND = 1000
+REPEATS = 15
 # The mix: as many records as one round, so each case weighs the same.
 MIX_RECORDS = ROUND
 
@@ -55,17 +55,11 @@ def cases() -> list[tuple[str, Pipeline, list[RawRecord]]]:
     ]
 
 
-def cpu_microseconds_per_record(run: Callable[[RawRecord], object], records: Sequence) -> float:
-    """Best of REPEATS rounds of ROUND records (cycling through `records`)."""
-    batch = [records[i % len(records)] for i in range(ROUND)]
-    best = None
-    for _ in range(REPEATS):
-        started = time.process_time()
-        for record in batch:
-            run(record)
-        elapsed = time.process_time() - started
-        best = elapsed if best is None else min(best, elapsed)
-    return best / ROUND * 1e6
+def cpu_microseconds(run: Callable[[RawRecord], object], batch: Sequence[RawRecord]) -> float:
+    started = time.process_time()
+    for record in batch:
+        run(record)
+    return (time.process_time() - started) / len(batch) * 1e6
 
 
 def _loads(record: RawRecord) -> None:
@@ -89,10 +83,18 @@ def main() -> None:
 
     header = f"{'case (CPU µs per record)':58} {'process':>8} {'+encode':>8} {'loads':>6}"
     print(f"{header} {'ratio':>6}")
+    measured = []
     for name, pipeline, records in cases():
-        process_only = cpu_microseconds_per_record(pipeline.process, records)
-        with_encode = cpu_microseconds_per_record(process_and_encode(pipeline), records)
-        loads = cpu_microseconds_per_record(_loads, records)
+        batch = [records[i % len(records)] for i in range(ROUND)]
+        runs = (pipeline.process, process_and_encode(pipeline), _loads)
+        measured.append((name, batch, runs, [float("inf")] * len(runs)))
+    # Round after round over every case and kind, keeping each one's best: a burst of
+    # load on a shared machine then hits all of them alike instead of one case.
+    for _ in range(REPEATS):
+        for _, batch, runs, best in measured:
+            for i, run in enumerate(runs):
+                best[i] = min(best[i], cpu_microseconds(run, batch))
+    for name, _, _, (process_only, with_encode, loads) in measured:
         print(
             f"{name:58} {process_only:8.1f} {with_encode:8.1f} {loads:6.2f} "
             f"{with_encode / loads:5.1f}x"
