@@ -73,7 +73,7 @@ $(BENCH_INSTALLED): pyproject.toml
 	$(BENCH_VENV)/bin/pip install --quiet -e '.[bench]'
 	touch $@
 
-# Side-by-side throughput on one local broker; the table is in docs/performance.md.
+# Side-by-side throughput on one local broker; how to read it: docs/performance.md.
 bench: $(BENCH_INSTALLED) broker-jars
 	$(BENCH_VENV)/bin/python -m tests.benchmarks.end_to_end $(BENCH_ARGS)
 

@@ -233,6 +233,32 @@ def test_encoder_writes_fastavros_bytes(filename, data):
     assert compiled_encoder(filename)(record) == fastavro_bytes(schema, record)
 
 
+# Sizes and values around the encoder's lookup tables and its inline timestamp path:
+# one- and two-byte lengths and counts, and epoch milliseconds of three 14-bit groups.
+_TABLE_EDGES = (63, 64, 8191, 8192, 8193)
+_THREE_GROUP_EDGES = (2**27, 2**41)
+
+
+def _near(edges: tuple[int, ...]) -> st.SearchStrategy:
+    return st.sampled_from(edges).flatmap(lambda edge: st.integers(edge - 2, edge + 2))
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_encoder_writes_fastavros_bytes_at_the_edges_of_its_tables(data):
+    schema = parsed(CANONICAL_SCHEMA_FILE)
+    record = data.draw(valid_records(schema, {}))
+    edge_strings = _near(_TABLE_EDGES).flatmap(
+        lambda size: st.sampled_from(["x" * size, "é" * (size // 2), "x" + "€" * (size // 3)])
+    )
+    record["event_id"] = data.draw(edge_strings)
+    record["customer"]["shopify_customer_id"] = data.draw(edge_strings)
+    record["customer"]["email"] = data.draw(st.none() | edge_strings)
+    record["points_redeemed"] = data.draw(_near((0, *_TABLE_EDGES)) | st.integers(0, 2**14))
+    record["occurred_at"] = data.draw(_near(_THREE_GROUP_EDGES) | _near((-(2**27), -(2**41))))
+    assert compile_encoder(schema)(record) == fastavro_bytes(schema, record)
+
+
 def test_encoder_writes_fastavros_bytes_for_the_pipelines_records(pipeline):
     from consumer.records import Accepted
     from tests.helpers import payloads
