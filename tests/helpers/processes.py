@@ -68,15 +68,18 @@ def stop(
     stop_signal: int = signal.SIGTERM,
 ) -> int:
     """Ask the process group to stop, SIGKILL it after `grace`; the leader's exit status.
-    Whatever is left of the group once the leader has gone is killed too. Idempotent."""
-    if process.poll() is None:
-        _signal_group(process, stop_signal)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            _signal_group(process, signal.SIGKILL)
-            process.wait()
-    _signal_group(process, signal.SIGKILL)
+    Whatever is left of the group once the leader has gone is killed too. Idempotent.
+
+    The group is only signalled while the leader is not yet reaped: until then its pid,
+    and so the group id, cannot be handed to another process."""
+    if process.returncode is None:
+        if not _exited(process):
+            _signal_group(process, stop_signal)
+            if not _wait_exited(process, grace):
+                _signal_group(process, signal.SIGKILL)
+                _wait_exited(process, None)
+        _signal_group(process, signal.SIGKILL)  # what the leader left behind in its group
+        process.wait()
     with _running_lock:
         _running.discard(process)
     return process.returncode
@@ -108,7 +111,7 @@ def kill_registered() -> list[subprocess.Popen]:
     that were still running."""
     with _running_lock:
         registered = list(_running)
-    running = [process for process in registered if process.poll() is None]
+    running = [process for process in registered if not _exited(process)]
     for process in registered:
         kill(process)  # an exited leader's group may still hold its children
     return running
@@ -117,9 +120,31 @@ def kill_registered() -> list[subprocess.Popen]:
 atexit.register(kill_registered)
 
 
+def _exited(process: subprocess.Popen) -> bool:
+    """Whether the leader has exited, without reaping it (WNOWAIT)."""
+    if process.returncode is not None:
+        return True
+    try:
+        found = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped elsewhere
+        return True
+    return found is not None
+
+
+def _wait_exited(process: subprocess.Popen, timeout: float | None) -> bool:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not _exited(process):
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    # The group id is the leader's pid (start_new_session). Once the leader is reaped the
-    # group lives on as long as one member does; ESRCH means none does.
+    # The group id is the leader's pid (start_new_session); a group outlives its leader
+    # as long as one member does. ESRCH means none is left.
+    if process.returncode is not None:
+        return  # reaped: its pid may belong to someone else by now
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signum)
 

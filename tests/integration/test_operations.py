@@ -23,6 +23,7 @@ from consumer.dev.samples import LOCAL_SECRETS, redemption_payload, signed
 from consumer.providers import mage_loyalty
 from consumer.replay import REPLAY_ID, REPLAY_OF, ReplayFilter, ReplayResult, run_replay
 from consumer.tail import TailOptions, run_tail
+from tests.helpers import processes
 from tests.integration.service_harness import (
     end_offsets,
     everything_committed,
@@ -211,22 +212,23 @@ def test_an_interrupted_replay_continues_where_it_stopped_and_never_doubles(
     )
     command = [sys.executable, "-m", "consumer", "replay", "--rate", "10"]
 
-    first = subprocess.Popen(
+    first = processes.start(
         command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         wait_until(lambda: total_end(bootstrap, raw, 3) >= 5, "some records replayed", 60)
     finally:
         first.send_signal(signal.SIGINT)
-        _, err = first.communicate(timeout=60)
+        try:
+            _, err = first.communicate(timeout=60)
+        finally:
+            processes.kill(first)
     assert first.returncode == 130, err.decode()
     assert b"run the same command again" in err
     replayed_first = total_end(bootstrap, raw, 3)
     assert 0 < replayed_first < count
 
-    second = subprocess.run(
-        [*command[:-2], "--rate", "1000"], env=env, cwd=tmp_path, capture_output=True, timeout=120
-    )
+    second = processes.run([*command[:-2], "--rate", "1000"], env=env, cwd=tmp_path, timeout=120)
     assert second.returncode == 0, second.stderr.decode()
     assert f"replayed {count - replayed_first} ".encode() in second.stdout
 
@@ -237,7 +239,7 @@ def test_an_interrupted_replay_continues_where_it_stopped_and_never_doubles(
     # The original key and value travel unchanged.
     assert {m.key() for m in messages} == {f"k{i}".encode() for i in range(count)}
 
-    third = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, timeout=120)
+    third = processes.run(command, env=env, cwd=tmp_path, timeout=120)
     assert third.returncode == 0
     assert total_end(bootstrap, raw, 3) == count
 
@@ -294,16 +296,19 @@ def free_port() -> int:
 def test_unreachable_brokers_are_one_clear_line_not_a_flood(tmp_path):
     nowhere = f"127.0.0.1:{free_port()}"
     env = cli_env(nowhere, LOYALTY_METRICS_PORT="0")
-    service = subprocess.Popen(
+    service = processes.start(
         [sys.executable, "-m", "consumer", "run"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(9)  # the first check times out after 5 s, then retries with back-off
-    service.send_signal(signal.SIGTERM)
-    _, err = service.communicate(timeout=30)
+    try:
+        time.sleep(9)  # the first check times out after 5 s, then retries with back-off
+        service.send_signal(signal.SIGTERM)
+        _, err = service.communicate(timeout=30)
+    finally:
+        processes.kill(service)
     lines = [orjson.loads(line) for line in err.splitlines()]
     messages = [line["message"] for line in lines]
     assert service.returncode == 0
@@ -346,11 +351,10 @@ def test_the_first_run_shows_outcomes_and_ends_with_a_summary(
         LOYALTY_DLQ_TOPIC=f"{prefix}.dlq",
         LOYALTY_METRICS_PORT="0",
     )
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "-m", "consumer", "local", "--exit-when-done"],
         env=env,
         cwd=tmp_path,
-        capture_output=True,
         timeout=180,
     )
     out = done.stdout.decode()

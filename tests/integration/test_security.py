@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 
 from consumer.dev.local_broker import free_ports
 from consumer.dev.samples import LOCAL_SECRETS
+from tests.helpers import processes
 from tests.integration.secured_broker import (
     SecuredBroker,
     service_acls,
@@ -120,7 +121,7 @@ def start_service(
     env.pop("KAFKA_SASL_PASSWORD", None)
     output = tmp_path / f"service-{topics.raw}.log"
     with open(output, "wb") as sink:
-        process = subprocess.Popen(
+        process = processes.start(
             [sys.executable, "-m", "consumer", "run"],
             env=env,
             stdout=sink,
@@ -134,8 +135,7 @@ def wait_for_exit(service: ServiceProcess) -> int:
     try:
         return service.process.wait(EXIT_WAIT_SECONDS)
     except subprocess.TimeoutExpired:
-        service.process.kill()
-        service.process.wait()
+        processes.kill(service.process)
         raise AssertionError(
             "the service hung instead of stopping:\n" + service.output.read_text()[-4000:]
         ) from None
