@@ -74,11 +74,11 @@ def stop(
     and so the group id, cannot be handed to another process."""
     if process.returncode is None:
         if not _exited(process):
-            _signal_group(process, stop_signal)
+            signal_group(process, stop_signal)
             if not _wait_exited(process, grace):
-                _signal_group(process, signal.SIGKILL)
+                signal_group(process, signal.SIGKILL)
                 _wait_exited(process, None)
-        _signal_group(process, signal.SIGKILL)  # what the leader left behind in its group
+        signal_group(process, signal.SIGKILL)  # what the leader left behind in its group
         process.wait()
     with _running_lock:
         _running.discard(process)
@@ -140,7 +140,8 @@ def _wait_exited(process: subprocess.Popen, timeout: float | None) -> bool:
     return True
 
 
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
+def signal_group(process: subprocess.Popen, signum: int) -> None:
+    """`signum` to the process's group, unless the leader has been reaped."""
     # The group id is the leader's pid (start_new_session); a group outlives its leader
     # as long as one member does. ESRCH means none is left.
     if process.returncode is not None:

@@ -16,10 +16,15 @@ from consumer.config import AT_LEAST_ONCE, EXACTLY_ONCE
 from tests.integration import chaos
 
 RECORDS = 1500
+# The outage dwarfs the feed: a few hundred records are enough to have work pending on
+# every partition when the broker goes, and to account for afterwards.
+OUTAGE_RECORDS = 600
+OUTAGE_SECONDS = 60
 GUARANTEES = [AT_LEAST_ONCE, EXACTLY_ONCE]
 
 
 def report(outcome: chaos.Outcome) -> None:
+    print()
     chaos.print_table([outcome])
 
 
@@ -71,6 +76,21 @@ def test_the_broker_stopped_and_killed_mid_stream(guarantee, log_dir, capsys):
         report(outcome)
     ledger = outcome.ledger
     assert ledger.records == RECORDS
+    assert ledger.lost == []
+    assert ledger.misrouted == []
+    if guarantee == EXACTLY_ONCE:
+        assert ledger.duplicated == {}
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_the_broker_down_for_a_minute_mid_stream(guarantee, log_dir, capsys):
+    outcome = chaos.broker_outage(
+        guarantee, OUTAGE_RECORDS, seed=14, log_dir=log_dir, outage_seconds=OUTAGE_SECONDS
+    )
+    with capsys.disabled():
+        report(outcome)
+    ledger = outcome.ledger
+    assert ledger.records == OUTAGE_RECORDS
     assert ledger.lost == []
     assert ledger.misrouted == []
     if guarantee == EXACTLY_ONCE:
