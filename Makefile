@@ -12,7 +12,7 @@ BENCH_INSTALLED := $(BENCH_VENV)/.installed
 # e.g. make bench BENCH_ARGS='--records 150000 --rounds 5'
 BENCH_ARGS ?=
 
-.PHONY: install broker-jars prometheus lint rules test unit integration run bench bench-pipeline chaos fuzz clean
+.PHONY: install broker-jars prometheus lint rules check test unit integration run bench bench-pipeline chaos fuzz clean
 .PHONY: deploy-tools image
 
 $(INSTALLED): pyproject.toml
@@ -40,6 +40,11 @@ lint: install
 	$(BIN)/ruff format --check consumer tests
 	$(BIN)/ruff check deploy
 	$(BIN)/ruff format --check deploy
+
+# The inner loop, for every edit: lint and the unit suite with a tenth of the generated
+# examples (tests/helpers/properties.py); no broker, no tools. `make test` runs everything.
+check: lint
+	HYPOTHESIS_PROFILE=check $(BIN)/pytest tests/unit -q
 
 test: install broker-jars prometheus lint rules deploy-tools image
 	$(BIN)/pytest
@@ -69,12 +74,15 @@ bench-pipeline: install
 	$(BIN)/python -m tests.benchmarks.pipeline_cost
 
 # The fault scenarios of tests/integration/test_fault_tolerance.py at any size, both
-# guarantees, printing the ledger per scenario: make chaos RECORDS=100000 FAULTS=3 SEED=7
+# guarantees, printing the ledger and the longest stall per partition of each scenario:
+# make chaos RECORDS=100000 FAULTS=3 SEED=7 OUTAGE=60
 RECORDS ?= 20000
 FAULTS  ?= 3
 SEED    ?= 7
+OUTAGE  ?= 60
 chaos: install broker-jars
-	$(BIN)/python -m tests.integration.chaos --records $(RECORDS) --faults $(FAULTS) --seed $(SEED)
+	$(BIN)/python -m tests.integration.chaos --records $(RECORDS) --faults $(FAULTS) \
+		--seed $(SEED) --outage-seconds $(OUTAGE)
 
 # Deployment: helm, kubeconform, kube-apiserver (built from its Go module), etcd,
 # docker-compose, KEDA's CRDs and offline schemas; and the service's container image,
