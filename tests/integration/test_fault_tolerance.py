@@ -2,18 +2,28 @@
 (tests/integration/ledger.py) over a mixed stream with hostile records interleaved, on
 a raw topic of 6 partitions. The same scenarios run at any size with `make chaos`.
 
-At-least-once: nothing lost; duplicates only where a member died without committing
-(they are counted and printed). Exactly-once: nothing lost and no duplicates as a
+Members are supervised as an orchestrator would (restarted after an exit or three failed
+liveness probes); the broker scenarios take down the broker the scenario starts for
+itself: twice for a few seconds, and once for a minute.
+
+At-least-once: nothing lost; duplicates only where a member died or lost its partitions
+without committing (they are counted and printed). Exactly-once: nothing lost and no duplicates as a
 read_committed reader sees it, while a read_uncommitted reader does see the aborted
 records of the killed members (so the check is not vacuous).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from consumer.config import AT_LEAST_ONCE, EXACTLY_ONCE
 from tests.integration import chaos
+from tests.integration.conftest import CALL_FAILED
 
 RECORDS = 1500
 # The outage dwarfs the feed: a few hundred records are enough to have work pending on
@@ -29,8 +39,16 @@ def report(outcome: chaos.Outcome) -> None:
 
 
 @pytest.fixture
-def log_dir(tmp_path):
-    return tmp_path
+def log_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Every member's and broker's log of the scenario, in a folder outside pytest's
+    rotating temp dirs (which other runs on the machine clean up): kept, and named,
+    when the test fails; removed when it passes."""
+    path = Path(tempfile.mkdtemp(prefix="loyalty-chaos-test-"))
+    yield path
+    if request.node.stash.get(CALL_FAILED, True):
+        print(f"\nchaos logs kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)
