@@ -7,9 +7,9 @@ liveness probes); the broker scenarios take down the broker the scenario starts 
 itself: twice for a few seconds, and once for a minute.
 
 At-least-once: nothing lost; duplicates only where a member died or lost its partitions
-without committing (they are counted and printed). Exactly-once: nothing lost and no duplicates as a
-read_committed reader sees it, while a read_uncommitted reader does see the aborted
-records of the killed members (so the check is not vacuous).
+without committing (they are counted and printed). Exactly-once: nothing lost and no
+duplicates as a read_committed reader sees it, while a read_uncommitted reader does see
+the aborted records of the killed members (so the check is not vacuous).
 """
 
 from __future__ import annotations
