@@ -700,7 +700,10 @@ def main(argv: list[str] | None = None) -> int:
                 outcomes.append(
                     broker_restarts(guarantee, args.records, args.faults, args.seed, log_dir)
                 )
-                print(f"running broker outage of {args.outage_seconds:.0f} s ({guarantee})...")
+                print(
+                    f"running broker outage of {args.outage_seconds:.0f} s ({guarantee})...",
+                    flush=True,
+                )
                 outcomes.append(
                     broker_outage(guarantee, args.records, args.seed, log_dir, args.outage_seconds)
                 )
