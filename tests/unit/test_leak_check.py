@@ -6,6 +6,7 @@ suite's hooks, and looks at what it left behind."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,7 @@ SESSION_TIMEOUT_SECONDS = 120
 
 CONFTEST = "from tests.conftest import pytest_configure, pytest_sessionfinish  # noqa: F401\n"
 PRELUDE = """\
-import subprocess, time
+import os, subprocess, time
 from pathlib import Path
 from tests.helpers import processes
 
@@ -122,3 +123,52 @@ def test_stop_ends_the_whole_group_and_the_session_has_nothing_left(tmp_path):
     processes.stop(child, grace=5)
     assert_gone(grandchild)
     assert child.pid not in {info.pid for info in processes.descendants()}
+
+
+def test_a_terminated_session_tears_down_and_stops_its_processes(tmp_path):
+    # SIGTERM (a cancelled CI job, `timeout`) becomes the KeyboardInterrupt of a Ctrl-C:
+    # the fixture's teardown runs and stops its process; nothing is left behind.
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "test_case.py").write_text(
+        PRELUDE
+        + textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.fixture
+            def server():
+                child = processes.start(["sleep", "305"])
+                write_pid("server", child.pid)
+                yield child
+                processes.stop(child, grace=5)
+                (HERE / "torn-down").write_text("yes")
+
+            def test_waits_forever(server):
+                write_pid("test", os.getpid())
+                time.sleep(300)
+            """
+        )
+    )
+    session = processes.start(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + SESSION_TIMEOUT_SECONDS
+        # Signalled once the test runs: an interrupt inside a fixture's setup is another
+        # story (that fixture has no teardown; the session-end check kills its process).
+        while not (tmp_path / "test.pid").exists():
+            assert time.monotonic() < deadline and session.poll() is None, "the test never ran"
+            time.sleep(0.05)
+        session.send_signal(signal.SIGTERM)  # to pytest alone, not its group
+        output, _ = session.communicate(timeout=SESSION_TIMEOUT_SECONDS)
+    finally:
+        processes.kill(session)
+    assert session.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert (tmp_path / "torn-down").read_text() == "yes"
+    assert "processes left running" not in output
+    assert_gone(pids(tmp_path)["server"])
