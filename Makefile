@@ -75,14 +75,16 @@ bench-pipeline: install
 
 # The fault scenarios of tests/integration/test_fault_tolerance.py at any size, both
 # guarantees, printing the ledger and the longest stall per partition of each scenario:
-# make chaos RECORDS=100000 FAULTS=3 SEED=7 OUTAGE=60
+# make chaos RECORDS=100000 FAULTS=3 SEED=7 OUTAGE=60; CHAOS_ARGS='--scenario outage
+# --guarantee exactly-once' runs a part (scenarios: kill, rebalance, restarts, outage).
 RECORDS ?= 20000
 FAULTS  ?= 3
 SEED    ?= 7
 OUTAGE  ?= 60
+CHAOS_ARGS ?=
 chaos: install broker-jars
 	$(BIN)/python -m tests.integration.chaos --records $(RECORDS) --faults $(FAULTS) \
-		--seed $(SEED) --outage-seconds $(OUTAGE)
+		--seed $(SEED) --outage-seconds $(OUTAGE) $(CHAOS_ARGS)
 
 # Deployment: helm, kubeconform, kube-apiserver (built from its Go module), etcd,
 # docker-compose, KEDA's CRDs and offline schemas; and the service's container image,

@@ -676,8 +676,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--guarantee", choices=[AT_LEAST_ONCE, EXACTLY_ONCE], action="append", default=None
     )
+    parser.add_argument(
+        "--scenario", choices=[*SCENARIOS, "restarts", "outage"], action="append", default=None
+    )
     args = parser.parse_args(argv)
     guarantees = args.guarantee or [AT_LEAST_ONCE, EXACTLY_ONCE]
+    chosen = args.scenario or [*SCENARIOS, "restarts", "outage"]
     log_dir = Path(tempfile.mkdtemp(prefix="loyalty-chaos-"))
     print(f"member and broker logs: {log_dir}", flush=True)
     outcomes = []
@@ -685,6 +689,8 @@ def main(argv: list[str] | None = None) -> int:
         with own_broker(log_dir, "broker-shared") as shared:
             for guarantee in guarantees:
                 for name, scenario in SCENARIOS.items():
+                    if name not in chosen:
+                        continue
                     print(f"running {name} ({guarantee})...", flush=True)
                     outcomes.append(
                         scenario(
@@ -696,17 +702,21 @@ def main(argv: list[str] | None = None) -> int:
                             log_dir,
                         )
                     )
-                print(f"running broker restarts ({guarantee})...", flush=True)
-                outcomes.append(
-                    broker_restarts(guarantee, args.records, args.faults, args.seed, log_dir)
-                )
-                print(
-                    f"running broker outage of {args.outage_seconds:.0f} s ({guarantee})...",
-                    flush=True,
-                )
-                outcomes.append(
-                    broker_outage(guarantee, args.records, args.seed, log_dir, args.outage_seconds)
-                )
+                if "restarts" in chosen:
+                    print(f"running broker restarts ({guarantee})...", flush=True)
+                    outcomes.append(
+                        broker_restarts(guarantee, args.records, args.faults, args.seed, log_dir)
+                    )
+                if "outage" in chosen:
+                    print(
+                        f"running broker outage of {args.outage_seconds:.0f} s ({guarantee})...",
+                        flush=True,
+                    )
+                    outcomes.append(
+                        broker_outage(
+                            guarantee, args.records, args.seed, log_dir, args.outage_seconds
+                        )
+                    )
     finally:
         if outcomes:
             print_table(outcomes)
