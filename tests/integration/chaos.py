@@ -277,7 +277,7 @@ class Member:
             with urllib.request.urlopen(url, timeout=LIVENESS_TIMEOUT_SECONDS) as response:
                 return response.status == 200, response.read().decode(errors="replace")
         except urllib.error.HTTPError as exc:
-            return False, f"{exc.code} {exc.read().decode(errors='replace')}"
+            return False, f"{exc.code} {exc.read().decode(errors='replace').strip()}"
         except OSError as exc:
             return False, repr(exc)
 
