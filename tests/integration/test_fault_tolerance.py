@@ -36,6 +36,13 @@ GUARANTEES = [AT_LEAST_ONCE, EXACTLY_ONCE]
 def report(outcome: chaos.Outcome) -> None:
     print()
     chaos.print_table([outcome])
+    # A member the orchestrator had to kill for failing its liveness probe was stuck for
+    # longer than the liveness timeout without ending itself: a silent hang, which the
+    # service's own watchdog exists to turn into a prompt exit (and an exit restart).
+    assert outcome.restarts_after_probe == 0, (
+        f"{outcome.restarts_after_probe} member(s) hung until the liveness probe killed "
+        f"them; logs in {outcome.log_dir}"
+    )
 
 
 @pytest.fixture
