@@ -15,6 +15,7 @@ the aborted records of the killed members (so the check is not vacuous).
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from consumer.config import AT_LEAST_ONCE, EXACTLY_ONCE
+from tests.helpers import processes
 from tests.integration import chaos
 from tests.integration.conftest import CALL_FAILED
 
@@ -120,3 +122,19 @@ def test_the_broker_down_for_a_minute_mid_stream(guarantee, log_dir, capsys):
     assert ledger.misrouted == []
     if guarantee == EXACTLY_ONCE:
         assert ledger.duplicated == {}
+
+
+def test_a_failed_scenario_leaves_no_member_running(kafka_bootstrap_servers, log_dir):
+    class ScenarioFailed(Exception):
+        pass
+
+    run = chaos.Run(kafka_bootstrap_servers, AT_LEAST_ONCE, log_dir, "fails")
+    with pytest.raises(ScenarioFailed), run:
+        member = run.member("solo")
+        member.start()
+        process = member.process
+        run.feed(100, seed=15, seconds=30)
+        raise ScenarioFailed
+    assert process.returncode == -signal.SIGKILL
+    assert not run.feeder.is_alive()
+    assert process.pid not in {info.pid for info in processes.descendants()}
