@@ -17,6 +17,7 @@ SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and every KAFKA_* property:
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -49,7 +50,9 @@ PROCESSING_GUARANTEES = (AT_LEAST_ONCE, EXACTLY_ONCE)
 # Exactly-once: offsets are committed only inside the producer's transactions, and the
 # raw topic is read as committed (a transactional upstream's aborted records are skipped).
 _PINNED_CONSUMER_PROPERTIES = {
-    AT_LEAST_ONCE: {"enable.auto.offset.store": False, "enable.auto.commit": True},
+    # The runner commits the input positions itself at each checkpoint, once the
+    # outputs are acknowledged; librdkafka must neither store nor commit on its own.
+    AT_LEAST_ONCE: {"enable.auto.offset.store": False, "enable.auto.commit": False},
     EXACTLY_ONCE: {
         "enable.auto.offset.store": False,
         "enable.auto.commit": False,
@@ -58,6 +61,27 @@ _PINNED_CONSUMER_PROPERTIES = {
 }
 # Room for the dead-letter headers on top of a value at the payload limit.
 _HEADER_ROOM_BYTES = 64 * 1024
+# Records at the payload limit one fetch request may bring (fetch.max.bytes).
+FETCH_RECORDS = 8
+# librdkafka wants receive.message.max.bytes at least fetch.max.bytes + 512.
+_RECEIVE_ROOM_BYTES = 64 * 1024
+# The consumer's prefetch buffer (queued.max.messages.kbytes; librdkafka's default is
+# 64 MiB): with a 1 MiB payload limit, 16 records at the limit, thousands of webhooks.
+PREFETCH_KIBIBYTES = 16 * 1024
+ON_INTERNAL_ERROR_CHOICES = ("dead-letter", "stop")
+# The brokers' default group.min.session.timeout.ms and group.max.session.timeout.ms:
+# a JoinGroup with a session timeout outside them is refused, and librdkafka would retry
+# it every few seconds forever. librdkafka's own range (1..3,600,000) is wider.
+BROKER_SESSION_TIMEOUT_MIN_MS = 6_000
+BROKER_SESSION_TIMEOUT_MAX_MS = 1_800_000
+# librdkafka's default heartbeat.interval.ms; a member heart-beats several times a session.
+DEFAULT_HEARTBEAT_INTERVAL_MS = 3_000
+# The brokers' default transaction.max.timeout.ms: a longer transaction.timeout.ms makes
+# every InitProducerId fail (exactly-once).
+BROKER_TRANSACTION_MAX_TIMEOUT_MS = 900_000
+# transaction.timeout.ms is derived from the checkpoint interval (see producer_config).
+_TRANSACTION_TIMEOUT_MIN_MS = 60_000
+_TRANSACTION_TIMEOUTS_PER_CHECKPOINT = 10
 _URL_USERINFO = re.compile(r"(?<=://)[^/@]+@")
 _WEBHOOK_SECRET_VARIABLE = re.compile(r"([A-Z][A-Z0-9_]*)_WEBHOOK_SECRET")
 _SECRET_FILE_SUFFIX = "_FILE"
@@ -112,12 +136,25 @@ class Settings:
     # static member does not leave the group when it stops, so with names that change
     # on every restart (a Deployment) its partitions would idle for a session timeout.
     static_membership: bool = False
-    # A member that stops heart-beating loses its partitions after this long.
-    session_timeout_ms: int = 15_000
-    # Exactly-once: a transaction commits after this long or this many records,
-    # whichever comes first. The interval is the latency a read_committed reader sees.
+    # A member that stops heart-beating loses its partitions after this long. Kafka's
+    # own default (KIP-735): a shorter timeout hands a killed member's partitions over
+    # sooner (measured 13-15 s at 15 s), but every broker outage longer than it makes
+    # each member lose its partitions and re-read its uncommitted work (1,732
+    # duplicates for a 17 s outage at 15 s; none at 45 s). Outages outnumber kills,
+    # and a graceful stop leaves the group at once whatever the timeout.
+    session_timeout_ms: int = 45_000
+    # A checkpoint (outputs acknowledged, then input positions committed; exactly-once:
+    # the transaction committed) after this long or this many records, whichever comes
+    # first. The interval is the latency a read_committed reader sees, and the most a
+    # restart reads again with at-least-once.
     checkpoint_interval_ms: int = 1_000
     checkpoint_records: int = 10_000
+    # What a record whose processing raised an unexpected exception (a bug) becomes:
+    # a dead letter with reason internal_error (logged with its traceback, counted,
+    # alerted on) and the loop goes on, or the service stops (Kafka Streams' processing
+    # exception handler, Connect's errors.tolerance). Stopping re-reads the same record
+    # on every restart, so one record can halt a partition until a fix is deployed.
+    on_internal_error: str = "dead-letter"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -125,6 +162,7 @@ class Settings:
         bad value raises ConfigError with one line naming the variable; an empty value
         means the default."""
         env = _with_secret_files(os.environ if env is None else env)
+        _refuse_unknown_variables(env)
         values: dict[str, Any] = {}
         for variable in VARIABLES:
             raw = env.get(variable.name)
@@ -143,7 +181,7 @@ class Settings:
             for name, value in env.items()
             if (match := _WEBHOOK_SECRET_VARIABLE.fullmatch(name))
         }
-        return cls(
+        settings = cls(
             **values,
             webhook_secrets=MappingProxyType({k: v for k, v in secrets.items() if v}),
             kafka_common=_passthrough(
@@ -154,10 +192,84 @@ class Settings:
             kafka_consumer=_passthrough(env, "KAFKA_CONSUMER_"),
             kafka_producer=_passthrough(env, "KAFKA_PRODUCER_"),
         )
+        settings.check_combinations()
+        return settings
+
+    def check_combinations(self) -> None:
+        """Settings each valid alone that cannot work together, or that the brokers
+        would refuse over and over once running: ConfigError, one line."""
+        roles = (
+            ("LOYALTY_RAW_TOPIC", self.raw_topic),
+            ("LOYALTY_CLEAN_TOPIC", self.clean_topic),
+            ("LOYALTY_DLQ_TOPIC", self.dead_letter_topic),
+        )
+        for index, (name, topic) in enumerate(roles):
+            for other, other_topic in roles[index + 1 :]:
+                if topic == other_topic:
+                    # A dead letter written to the raw topic is consumed, rejected and
+                    # written again, forever; clean = raw feeds Avro back as webhooks.
+                    raise ConfigError(
+                        f"{other}={topic!r} is also {name}: the raw, clean and "
+                        "dead-letter topics must be three different topics"
+                    )
+        session, session_variable = self._consumer_property(
+            "session.timeout.ms", self.session_timeout_ms, "LOYALTY_SESSION_TIMEOUT_MS"
+        )
+        if not BROKER_SESSION_TIMEOUT_MIN_MS <= session <= BROKER_SESSION_TIMEOUT_MAX_MS:
+            raise ConfigError(
+                f"{session_variable}={session}: the brokers accept a session timeout of "
+                f"{BROKER_SESSION_TIMEOUT_MIN_MS}..{BROKER_SESSION_TIMEOUT_MAX_MS} ms "
+                "(their default group.min/max.session.timeout.ms)"
+            )
+        heartbeat, heartbeat_variable = self._consumer_property(
+            "heartbeat.interval.ms", DEFAULT_HEARTBEAT_INTERVAL_MS, None
+        )
+        if heartbeat >= session:
+            raise ConfigError(
+                f"{heartbeat_variable or session_variable}: heartbeat.interval.ms "
+                f"({heartbeat}) must be lower than session.timeout.ms ({session})"
+            )
+        if self.exactly_once:
+            longest = BROKER_TRANSACTION_MAX_TIMEOUT_MS // _TRANSACTION_TIMEOUTS_PER_CHECKPOINT
+            if self.checkpoint_interval_ms > longest and not self._producer_sets(
+                "transaction.timeout.ms"
+            ):
+                raise ConfigError(
+                    f"LOYALTY_CHECKPOINT_INTERVAL_MS={self.checkpoint_interval_ms}: at most "
+                    f"{longest} ms, or the transaction timeout it implies exceeds the "
+                    f"brokers' default transaction.max.timeout.ms "
+                    f"({BROKER_TRANSACTION_MAX_TIMEOUT_MS} ms)"
+                )
+
+    def _consumer_property(
+        self, prop: str, default: int, variable: str | None
+    ) -> tuple[int, str | None]:
+        """The consumer's value of an integer property and the variable that set it."""
+        for props, prefix in (
+            (self.kafka_consumer, "KAFKA_CONSUMER_"),
+            (self.kafka_common, "KAFKA_"),
+        ):
+            if prop in props:
+                name = _variable_name(prefix, prop)
+                try:
+                    return int(props[prop]), name
+                except ValueError:
+                    raise ConfigError(f"{name}={props[prop]!r}: must be an integer") from None
+        return default, variable
+
+    def _producer_sets(self, prop: str) -> bool:
+        return prop in self.kafka_producer or prop in self.kafka_common
 
     @property
     def exactly_once(self) -> bool:
         return self.processing_guarantee == EXACTLY_ONCE
+
+    @property
+    def max_fetch_record_bytes(self) -> int:
+        """The largest raw record worth fetching: the payload limit and room for its
+        headers. Larger records are still fetched (librdkafka grows a fetch to take
+        at least one record), and rejected as payload_too_large."""
+        return self.max_payload_bytes + _HEADER_ROOM_BYTES
 
     @property
     def transactional_id(self) -> str:
@@ -173,6 +285,14 @@ class Settings:
             # consume (the default) would commit records whose output may still be lost.
             **pinned,
             "session.timeout.ms": self.session_timeout_ms,
+            # Bounded prefetch and fetch sizes derived from the payload limit: a record
+            # at the limit still fits in one fetch, and what librdkafka buffers ahead of
+            # the loop (and may decompress) stays a few fetches, whatever the backlog.
+            "max.partition.fetch.bytes": self.max_fetch_record_bytes,
+            "fetch.max.bytes": FETCH_RECORDS * self.max_fetch_record_bytes,
+            "receive.message.max.bytes": FETCH_RECORDS * self.max_fetch_record_bytes
+            + _RECEIVE_ROOM_BYTES,
+            "queued.max.messages.kbytes": PREFETCH_KIBIBYTES,
             # A new group starts from the oldest webhook kept: skipping to the end would
             # silently lose redemptions that arrived before the first deployment.
             "auto.offset.reset": "earliest",
@@ -209,12 +329,18 @@ class Settings:
             # rejected record at the limit could not even be offered to the dead-letter
             # topic. The topic's own limit still applies (see dead-letter headers).
             "message.max.bytes": max(1_000_000, self.max_payload_bytes + _HEADER_ROOM_BYTES),
+            # Delivery reports only for failures: the checkpoint waits for all outputs
+            # (flush, or the transaction's commit) instead of counting them one by one.
+            "delivery.report.only.error": True,
         }
         if self.exactly_once:
             config["transactional.id"] = self.transactional_id
             # Longer than a checkpoint plus a broker restart; the coordinator aborts a
             # transaction left open longer (a member that died mid-checkpoint).
-            config["transaction.timeout.ms"] = max(60_000, 10 * self.checkpoint_interval_ms)
+            config["transaction.timeout.ms"] = max(
+                _TRANSACTION_TIMEOUT_MIN_MS,
+                _TRANSACTION_TIMEOUTS_PER_CHECKPOINT * self.checkpoint_interval_ms,
+            )
         return self._with_overrides(config, self.kafka_producer)
 
     def _with_overrides(self, config: dict[str, Any], specific: Mapping[str, str]) -> dict:
@@ -248,23 +374,17 @@ class Settings:
         return None
 
     def describe(self) -> dict[str, Any]:
-        """Settings safe to log: secret values are replaced by '***'."""
-        shown: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "raw_topic": self.raw_topic,
-            "clean_topic": self.clean_topic,
-            "dead_letter_topic": self.dead_letter_topic,
-            "group_id": self.group_id,
-            "max_payload_bytes": self.max_payload_bytes,
-            "signature_checks": sorted(self.webhook_secrets),
-            "schema_registry_url": self.schema_registry_url
-            and _URL_USERINFO.sub("***@", self.schema_registry_url),
-            "batch_size": self.batch_size,
-            "metrics_port": self.metrics_port,
-            "processing_guarantee": self.processing_guarantee,
-            "member_name": self.member_name,
-            "static_membership": self.static_membership,
-        }
+        """Settings safe to log, one entry per VARIABLES field: values that may carry
+        credentials are masked ('***', or a URL's user info)."""
+        shown: dict[str, Any] = {}
+        for variable in VARIABLES:
+            value = getattr(self, variable.field)
+            if isinstance(value, Path):
+                value = str(value)
+            if not variable.shown and value:
+                value = _URL_USERINFO.sub("***@", value) if "://" in value else "***"
+            shown[variable.field] = value
+        shown["signature_checks"] = sorted(self.webhook_secrets)
         for scope, props in (
             ("kafka", self.kafka_common),
             ("kafka_consumer", self.kafka_consumer),
@@ -294,6 +414,15 @@ def _with_secret_files(env: Mapping[str, str]) -> dict[str, str]:
             raise ConfigError(f"{file_variable}: cannot read {path}: {cause}") from None
         resolved[name] = content.removesuffix("\n").removesuffix("\r")
     return resolved
+
+
+def _refuse_unknown_variables(env: Mapping[str, str]) -> None:
+    # A misspelt LOYALTY_* variable would silently leave its setting at the default
+    # (a misspelt KAFKA_* one is refused by librdkafka).
+    known = {variable.name for variable in VARIABLES} | set(TOOL_VARIABLES)
+    for name in sorted(env):
+        if name.startswith("LOYALTY_") and name not in known:
+            raise ConfigError(unknown_variable_message(name))
 
 
 def _split_secrets(raw: str) -> tuple[str, ...]:
@@ -378,6 +507,13 @@ def _text(text: str) -> str:
     return text.strip()
 
 
+def _user_info(text: str) -> str:
+    user, colon, _password = text.partition(":")
+    if not colon or not user.strip():
+        raise ValueError("must be user:password")
+    return text
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -407,6 +543,12 @@ def _guarantee(text: str) -> str:
     return text
 
 
+def _on_internal_error(text: str) -> str:
+    if text not in ON_INTERNAL_ERROR_CHOICES:
+        raise ValueError(f"must be one of {', '.join(ON_INTERNAL_ERROR_CHOICES)}")
+    return text
+
+
 def _boolean(text: str) -> bool:
     value = text.strip().lower()
     if value in ("true", "1", "yes"):
@@ -418,40 +560,151 @@ def _boolean(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Variable:
-    """One environment variable: its name, the Settings field it sets, and the parser
-    that turns its text into the value (raising ValueError saying what is expected)."""
+    """One environment variable: its name, the Settings field it sets, the parser that
+    turns its text into the value (raising ValueError saying what is expected), and one
+    line of help (`loyalty-consumer run --help` and the docs are generated from it)."""
 
     name: str
     field: str
     parse: Callable[[str], Any]
-    # False for values that may carry credentials: an error names the variable only.
+    help: str = ""
+    # False for values that may carry credentials: an error names the variable only,
+    # and describe() shows them masked.
     shown: bool = True
 
 
 # Every named setting. A new setting is one line here and a field above.
 VARIABLES: tuple[Variable, ...] = (
-    Variable("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _text),
-    Variable("LOYALTY_RAW_TOPIC", "raw_topic", _topic),
-    Variable("LOYALTY_CLEAN_TOPIC", "clean_topic", _topic),
-    Variable("LOYALTY_DLQ_TOPIC", "dead_letter_topic", _topic),
-    Variable("LOYALTY_GROUP_ID", "group_id", _text),
-    Variable("LOYALTY_MAX_PAYLOAD_BYTES", "max_payload_bytes", _positive_integer),
-    Variable("SCHEMA_REGISTRY_URL", "schema_registry_url", _http_url, shown=False),
+    Variable("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _text, "brokers (required)"),
+    Variable("LOYALTY_RAW_TOPIC", "raw_topic", _topic, "raw webhooks to consume"),
+    Variable("LOYALTY_CLEAN_TOPIC", "clean_topic", _topic, "canonical records"),
+    Variable("LOYALTY_DLQ_TOPIC", "dead_letter_topic", _topic, "rejected records"),
+    Variable("LOYALTY_GROUP_ID", "group_id", _text, "consumer group"),
     Variable(
-        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "schema_registry_basic_auth", _text, shown=False
+        "LOYALTY_MAX_PAYLOAD_BYTES", "max_payload_bytes", _positive_integer, "largest webhook"
     ),
-    Variable("LOYALTY_BATCH_SIZE", "batch_size", _positive_integer),
-    Variable("LOYALTY_POLL_TIMEOUT_SECONDS", "poll_timeout_seconds", _positive_number),
-    Variable("LOYALTY_METRICS_PORT", "metrics_port", _port),
-    Variable("LOYALTY_LIVENESS_TIMEOUT_SECONDS", "liveness_timeout_seconds", _positive_number),
-    Variable("LOYALTY_SHUTDOWN_DEADLINE_SECONDS", "shutdown_deadline_seconds", _positive_number),
-    Variable("LOYALTY_STATISTICS_INTERVAL_MS", "statistics_interval_ms", _positive_integer),
-    Variable("LOYALTY_LOG_LEVEL", "log_level", _log_level),
-    Variable("LOYALTY_SCHEMA_DIR", "schema_dir", _directory),
-    Variable("LOYALTY_PROCESSING_GUARANTEE", "processing_guarantee", _guarantee),
-    Variable("LOYALTY_MEMBER_NAME", "member_name", _text),
-    Variable("LOYALTY_STATIC_MEMBERSHIP", "static_membership", _boolean),
-    Variable("LOYALTY_SESSION_TIMEOUT_MS", "session_timeout_ms", _positive_integer),
-    Variable("LOYALTY_CHECKPOINT_INTERVAL_MS", "checkpoint_interval_ms", _positive_integer),
-    Variable("LOYALTY_CHECKPOINT_RECORDS", "checkpoint_records", _positive_integer),
+    Variable(
+        "SCHEMA_REGISTRY_URL",
+        "schema_registry_url",
+        _http_url,
+        "Confluent wire format through this registry",
+        shown=False,
+    ),
+    Variable(
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+        "schema_registry_basic_auth",
+        _user_info,
+        "the registry's user:password",
+        shown=False,
+    ),
+    Variable("LOYALTY_BATCH_SIZE", "batch_size", _positive_integer, "records per consume call"),
+    Variable(
+        "LOYALTY_POLL_TIMEOUT_SECONDS",
+        "poll_timeout_seconds",
+        _positive_number,
+        "longest wait of one consume call",
+    ),
+    Variable("LOYALTY_METRICS_PORT", "metrics_port", _port, "/metrics, /healthz, /readyz"),
+    Variable(
+        "LOYALTY_LIVENESS_TIMEOUT_SECONDS",
+        "liveness_timeout_seconds",
+        _positive_number,
+        "/healthz fails when the loop has not polled for this long",
+    ),
+    Variable(
+        "LOYALTY_SHUTDOWN_DEADLINE_SECONDS",
+        "shutdown_deadline_seconds",
+        _positive_number,
+        "exit by then after a stop signal",
+    ),
+    Variable(
+        "LOYALTY_STATISTICS_INTERVAL_MS",
+        "statistics_interval_ms",
+        _positive_integer,
+        "librdkafka statistics (lag, round trips, readiness)",
+    ),
+    Variable("LOYALTY_LOG_LEVEL", "log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    Variable(
+        "LOYALTY_SCHEMA_DIR", "schema_dir", _directory, ".avsc files instead of the packaged ones"
+    ),
+    Variable(
+        "LOYALTY_PROCESSING_GUARANTEE",
+        "processing_guarantee",
+        _guarantee,
+        "at-least-once or exactly-once",
+    ),
+    Variable(
+        "LOYALTY_MEMBER_NAME", "member_name", _text, "this member's name, unique in the group"
+    ),
+    Variable(
+        "LOYALTY_STATIC_MEMBERSHIP",
+        "static_membership",
+        _boolean,
+        "true: the member name is the static group.instance.id",
+    ),
+    Variable(
+        "LOYALTY_SESSION_TIMEOUT_MS",
+        "session_timeout_ms",
+        _positive_integer,
+        f"a silent member's partitions move after this long, "
+        f"{BROKER_SESSION_TIMEOUT_MIN_MS}..{BROKER_SESSION_TIMEOUT_MAX_MS}",
+    ),
+    Variable(
+        "LOYALTY_CHECKPOINT_INTERVAL_MS",
+        "checkpoint_interval_ms",
+        _positive_integer,
+        "longest time between checkpoints (commits)",
+    ),
+    Variable(
+        "LOYALTY_CHECKPOINT_RECORDS",
+        "checkpoint_records",
+        _positive_integer,
+        "most records between checkpoints (commits)",
+    ),
+    Variable(
+        "LOYALTY_ON_INTERNAL_ERROR",
+        "on_internal_error",
+        _on_internal_error,
+        "a record whose processing raised a bug: dead-letter (internal_error) or stop",
+    ),
 )
+
+# LOYALTY_* variables read by the project's tools, not by the service: not a misspelling.
+TOOL_VARIABLES = (
+    "LOYALTY_KAFKA_CACHE",  # consumer.dev.local_broker: where the broker jars are cached
+    "LOYALTY_CACHE_DIR",  # deploy/: where the deployment tools and images are cached
+    "LOYALTY_REGISTRY_CACHE",  # the tests' schema registry download
+    "LOYALTY_RAW_TOPIC_PARTITIONS",  # deploy/compose: partitions of the raw topic it creates
+)
+
+
+def unknown_variable_message(name: str) -> str:
+    """A LOYALTY_* variable that no setting reads: named, with the nearest setting."""
+    # Compared without the prefix they all share, which would make any two look alike.
+    known = {
+        known_name.removeprefix("LOYALTY_"): known_name
+        for known_name in (*(variable.name for variable in VARIABLES), *TOOL_VARIABLES)
+    }
+    close = difflib.get_close_matches(name.removeprefix("LOYALTY_"), known, n=1, cutoff=0.6)
+    hint = (
+        f"; did you mean {known[close[0]]}?"
+        if close
+        else "; `loyalty-consumer run --help` lists them"
+    )
+    return f"{name}: no such setting{hint}"
+
+
+def settings_help() -> str:
+    """The settings part of `loyalty-consumer run --help`, generated from VARIABLES."""
+    defaults = Settings()
+    width = max(len(variable.name) for variable in VARIABLES) + 2
+    lines = []
+    for variable in VARIABLES:
+        default = getattr(defaults, variable.field)
+        if variable.field == "member_name":
+            default = "the host name"
+        elif isinstance(default, bool):
+            default = str(default).lower()
+        shown = "" if default in (None, "") else f" ({default})"
+        lines.append(f"  {variable.name:<{width}}{variable.help}{shown}")
+    return "\n".join(lines)

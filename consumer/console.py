@@ -6,9 +6,11 @@ operators' commands and the first run."""
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -140,3 +142,24 @@ class HumanLogHandler(logging.Handler):
         if facts:
             text.append(f" ({facts})", style="dim")
         self._out.print(text)
+
+
+def how_to_run(module: str = "consumer") -> str:
+    """How a person runs `module` again from the shell they are in: the plain command
+    when it is on their PATH, else the virtualenv's own path (a `make run` user's shell
+    has not activated .venv), relative to the working directory when inside it."""
+    python = Path(sys.executable)
+    script = python.parent / "loyalty-consumer"
+    if module == "consumer" and script.is_file():
+        on_path = shutil.which("loyalty-consumer")
+        if on_path and Path(on_path).resolve() == script.resolve():
+            return "loyalty-consumer"
+        return _shown_path(script)
+    return f"{_shown_path(python)} -m {module}"
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,6 +1,6 @@
 """Everything that touches confluent-kafka apart from the loop itself: client
 construction, Message -> RawRecord, the clean-record encoder, produce with back-pressure,
-and the bookkeeping that decides which offsets are safe to commit."""
+the delivery reports, and the output topics' size limits."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from consumer.config import Settings
-from consumer.errors import ConfigError, KafkaFailure
+from consumer.errors import ConfigError, DeliveryFailed, KafkaFailure
 from consumer.logs import RepeatFilter
 from consumer.metrics import Metrics
-from consumer.records import RawRecord
+from consumer.records import HeaderList, RawRecord
 from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_library
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,16 @@ log = logging.getLogger(__name__)
 # they repeat several times a second per client, so repeats are collapsed.
 client_log = logging.getLogger("consumer.kafka")
 client_log.addFilter(RepeatFilter(window_seconds=30.0))
+
+# How long output_limits() waits for the topics' configuration at start-up.
+LIMITS_TIMEOUT_SECONDS = 10.0
+# Kafka's default max.message.bytes (message.max.bytes on the broker), assumed for a
+# topic whose configuration cannot be read.
+BROKER_DEFAULT_MESSAGE_BYTES = 1_048_588
+# A record's framing in a v2 batch (length, attributes, deltas, varints) and a header's,
+# rounded up; plus the batch header for a record alone in its batch.
+RECORD_FRAMING_BYTES = 128
+HEADER_FRAMING_BYTES = 10
 
 # How long produce() waits for librdkafka to drain its queue when the queue is full.
 # Serving delivery reports is what frees the space, so each wait also serves them.
@@ -111,7 +122,9 @@ def produce(
     on_queue_full: Callable[[], None] = lambda: None,
     **message: Any,
 ) -> None:
-    """Produce, waiting for queue space rather than dropping when librdkafka is full."""
+    """Produce, waiting for queue space rather than dropping when librdkafka is full.
+    The wait is bounded by librdkafka: every queued record is acknowledged or fails
+    within message.timeout.ms; `on_queue_full` runs before each wait."""
     while True:
         try:
             producer.produce(topic, **message)
@@ -121,63 +134,69 @@ def produce(
             producer.poll(BACKPRESSURE_POLL_SECONDS)
 
 
-class OffsetTracker:
-    """Which input offsets may be committed: those whose every output is acknowledged.
+class DeliveryReports:
+    """The producer's delivery reports, which arrive only for failures
+    (`delivery.report.only.error`): no callback per record on the happy path. The first
+    failure is kept; a checkpoint raises it instead of committing past it."""
 
-    Outputs of one partition are acknowledged out of order (clean and dead-letter
-    records go to different topics and partitions), so a partition's commit point is
-    the first offset still waiting, or one past the last one done. Input offsets of a
-    partition arrive in increasing order, which keeps this a queue per partition.
-    """
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self.first_failure: DeliveryFailed | None = None
 
-    def __init__(self) -> None:
-        # (topic, partition) -> {offset: done}, in consume order.
-        self._in_flight: dict[tuple[str, int], dict[int, bool]] = {}
-
-    def start(self, topic: str, partition: int, offset: int) -> None:
-        # Called for every record: no empty dict built for setdefault, no iterator
-        # unless the partition already has offsets in flight.
-        key = (topic, partition)
-        offsets = self._in_flight.get(key)
-        if offsets is None:
-            self._in_flight[key] = {offset: False}
+    def on_delivery(self, error: KafkaError | None, message: Any) -> None:
+        if error is None:
             return
-        rewound = bool(offsets) and offset <= next(reversed(offsets))
-        offsets[offset] = False
-        if rewound:
-            # librdkafka moved the partition back without a revocation (an offset reset
-            # after log truncation): keep the queue in offset order, so the commit point
-            # can never pass an older offset still waiting. Rare, so the sort is cheap.
-            self._in_flight[key] = dict(sorted(offsets.items()))
-
-    def finish(self, topic: str, partition: int, offset: int) -> None:
-        offsets = self._in_flight.get((topic, partition))
-        if offsets is not None and offset in offsets:
-            offsets[offset] = True
-
-    def pending(self) -> int:
-        return sum(
-            1 for offsets in self._in_flight.values() for done in offsets.values() if not done
+        topic = message.topic()
+        self._metrics.delivery_errors.labels(topic).inc()
+        log.error(
+            "delivery failed",
+            extra={"output_topic": topic, "partition": message.partition(), "error": error.str()},
         )
+        if self.first_failure is None:
+            self.first_failure = DeliveryFailed(
+                f"{topic} did not acknowledge a record: {error.str()}; the inputs since the "
+                "last checkpoint are read again on restart"
+            )
 
-    def take_commit_points(self) -> list[TopicPartition]:
-        """Offsets to store (the next offset to read) for partitions that moved on."""
-        moved: list[TopicPartition] = []
-        for (topic, partition), offsets in self._in_flight.items():
-            next_offset = None
-            while offsets:
-                first = next(iter(offsets))
-                if not offsets[first]:
-                    break
-                del offsets[first]
-                next_offset = first + 1
-            if next_offset is not None:
-                moved.append(TopicPartition(topic, partition, next_offset))
-        return moved
+    def raise_first_failure(self) -> None:
+        if self.first_failure is not None:
+            raise self.first_failure
 
-    def forget(self, partitions: Iterable[TopicPartition]) -> None:
-        for tp in partitions:
-            self._in_flight.pop((tp.topic, tp.partition), None)
+
+def record_size(key: bytes | None, value: bytes | None, headers: HeaderList) -> int:
+    """A record's size as the producer's message.max.bytes check and the broker's
+    max.message.bytes see it, rounded up by the record's own framing."""
+    size = RECORD_FRAMING_BYTES + len(key or b"") + len(value or b"")
+    for name, header_value in headers:
+        size += len(name) + len(header_value or b"") + HEADER_FRAMING_BYTES
+    return size
+
+
+def output_limits(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
+    """The largest record each output topic takes: the smaller of the producer's
+    message.max.bytes and the topic's max.message.bytes (read once, at start-up, so a
+    record over it is dead-lettered as output_too_large instead of being refused by the
+    broker on every restart). When the topic's limit cannot be read (no DescribeConfigs
+    permission), the broker's default is assumed and said."""
+    producer_limit = int(settings.producer_config()["message.max.bytes"])
+    admin = AdminClient(settings.client_config({}, "producer"), logger=client_log)
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
+    limits: dict[str, int] = {}
+    for resource, future in admin.describe_configs(
+        resources, request_timeout=LIMITS_TIMEOUT_SECONDS
+    ).items():
+        topic = resource.name
+        try:
+            entry = future.result(timeout=LIMITS_TIMEOUT_SECONDS).get("max.message.bytes")
+            topic_limit = int(entry.value) if entry is not None else BROKER_DEFAULT_MESSAGE_BYTES
+        except Exception as exc:  # KafkaException, a timeout, an authorization error
+            topic_limit = BROKER_DEFAULT_MESSAGE_BYTES
+            log.warning(
+                "cannot read the topic's max.message.bytes; assuming the broker default",
+                extra={"topic": topic, "assumed": topic_limit, "error": str(exc)},
+            )
+        limits[topic] = min(producer_limit, topic_limit)
+    return limits
 
 
 def new_consumer(settings: Settings, metrics: Metrics) -> Consumer:
@@ -185,9 +204,14 @@ def new_consumer(settings: Settings, metrics: Metrics) -> Consumer:
     return construct_client(Consumer, settings, "consumer", config, _callbacks("consumer", metrics))
 
 
-def new_producer(settings: Settings, metrics: Metrics) -> Producer:
+def new_producer(
+    settings: Settings, metrics: Metrics, reports: DeliveryReports | None = None
+) -> Producer:
     config = settings.producer_config()
-    return construct_client(Producer, settings, "producer", config, _callbacks("producer", metrics))
+    callbacks = _callbacks("producer", metrics)
+    if reports is not None:
+        callbacks["on_delivery"] = reports.on_delivery
+    return construct_client(Producer, settings, "producer", config, callbacks)
 
 
 # Where the throwaway client of _check_properties may say it has no brokers.
@@ -248,7 +272,7 @@ def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
     if client == "consumer":
 
         def on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-            # Reports of librdkafka's own commits: background, on revocation, on close.
+            # Reports of the checkpoints' commits (the asynchronous ones fail only here).
             if error is not None and error.code() != KafkaError._NO_OFFSET:
                 metrics.commit_errors.inc()
                 log.error("commit failed", extra={"error": error.str()})

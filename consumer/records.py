@@ -90,3 +90,14 @@ def iso_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a 'Z', as the offline command and the
     dead-letter headers print timestamps."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def jsonable(value: Any) -> Any:
+    """A decoded record for JSON output: timestamps as iso_utc strings, the rest as is."""
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
+    return value

@@ -15,13 +15,21 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 
+from consumer.checkpoint import AtLeastOnce, Checkpoint, ExactlyOnce
 from consumer.config import Settings
 from consumer.errors import ConfigError
-from consumer.kafka_io import clean_record_encoder, new_consumer, new_producer
+from consumer.kafka_io import (
+    DeliveryReports,
+    clean_record_encoder,
+    new_consumer,
+    new_producer,
+    output_limits,
+)
 from consumer.metrics import Metrics, serve_http
 from consumer.pipeline import Pipeline
 from consumer.records import Accepted, Ignored, RawRecord, Rejected
 from consumer.runner import Runner, stop_on_signals
+from consumer.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +58,36 @@ class ObservedPipeline:
 
 
 def build_runner(
-    settings: Settings, metrics: Metrics, observe: OutcomeObserver | None = None
+    settings: Settings,
+    metrics: Metrics,
+    observe: OutcomeObserver | None = None,
+    watchdog: Watchdog | None = None,
 ) -> Runner:
+    """The runner with its clients and the checkpoint of the configured guarantee. A
+    watchdog that is never started (tests driving the runner in a thread) only
+    records what the loop expects."""
     pipeline = Pipeline.from_settings(settings)
+    watchdog = watchdog or Watchdog(settings.shutdown_deadline_seconds)
+    reports = DeliveryReports(metrics)
     consumer = new_consumer(settings, metrics)
+    producer = new_producer(settings, metrics, reports)
+    checkpoint: Checkpoint
+    if settings.exactly_once:
+        checkpoint = ExactlyOnce(
+            consumer, producer, reports, metrics, watchdog, settings.transactional_id
+        )
+    else:
+        checkpoint = AtLeastOnce(consumer, producer, reports, metrics, watchdog)
     return Runner(
         settings=settings,
         pipeline=ObservedPipeline(pipeline, observe) if observe else pipeline,  # type: ignore[arg-type]
         consumer=consumer,
-        producer=new_producer(settings, metrics),
+        producer=producer,
         encoder=clean_record_encoder(settings),
         metrics=metrics,
+        checkpoint=checkpoint,
+        reports=reports,
+        watchdog=watchdog,
     )
 
 
@@ -165,7 +192,8 @@ def run_service(
     """Runs until a stop signal (or `stop_when` turns true, checked a few times a
     second). Raises ConfigError, before anything starts, for settings that cannot work."""
     metrics = metrics or Metrics()
-    runner = build_runner(settings, metrics, observe)
+    watchdog = Watchdog(settings.shutdown_deadline_seconds)
+    runner = build_runner(settings, metrics, observe, watchdog)
     startup = StartupState()
     live, ready = probes(settings, runner, metrics, startup)
     try:
@@ -181,9 +209,11 @@ def run_service(
     if stop_when is not None:
         _stop_when(runner, stop_when)
     try:
-        with stop_on_signals(runner, settings.shutdown_deadline_seconds):
+        with watchdog, stop_on_signals(runner, watchdog):
             if wait_for_brokers(runner, settings, startup):
-                runner.run()
+                limits = output_limits(settings, (settings.clean_topic, settings.dead_letter_topic))
+                log.info("output limits", extra={"max_record_bytes": limits})
+                runner.run(limits)
     finally:
         server.shutdown()
 

@@ -1,50 +1,177 @@
-"""`loyalty-consumer tail`: what the service wrote, as JSON lines, without writing a
-consumer. The clean topic's records are decoded (either wire format); dead letters come
-with their reason headers and, with --raw-value, the value they carried.
+"""`loyalty-consumer tail`: what the service wrote, without writing a consumer. The clean
+topic's records are decoded (either wire format); dead letters come with what the
+service said about them (reason, source coordinates, an earlier replay) and, with
+--raw-value, the value they carried.
 
-Reads without a consumer group of its own commitments (it never commits), so it can be
-run as often as wanted against production topics.
+Where to start and stop as kcat and rpk do: partitions, an offset (a number,
+beginning, end, or -N: the last N of each partition), a time range; then filters; then
+an output format: JSON lines, the value only, pretty JSON, or a template.
+
+It never commits (a throwaway group id), so it can be run as often as wanted against
+production topics.
 """
 
 from __future__ import annotations
 
 import base64
+import string
 import sys
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from consumer import dead_letter
 from consumer.config import Settings
 from consumer.console import console
-from consumer.kafka_io import TopicUnavailable, construct_client, topic_partitions
+from consumer.dead_letter_reader import DeadLetter, DeadLetterFilter, parse_int
 from consumer.reader import RedemptionReader
-from consumer.records import iso_utc
-from consumer.replay import dead_letter_facts, original_headers
+from consumer.records import iso_utc, jsonable
+from consumer.topic_reading import (
+    METADATA_TIMEOUT_SECONDS,
+    ReadFailed,
+    partitions_of,
+    read_range,
+    reading_consumer,
+    watermarks,
+)
 
-METADATA_TIMEOUT_SECONDS = 10.0
-# Without --from-beginning, this many of the newest records of each partition.
+# Without --offset, --from-beginning or --since: this many of the newest records of
+# each partition, as `tail` shows the last lines of a file.
 LAST_PER_PARTITION = 10
+FORMATS = ("json", "value", "pretty")
+
+CLEAN_FIELDS = (
+    "topic",
+    "partition",
+    "offset",
+    "timestamp",
+    "provider",
+    "event_type",
+    "event_id",
+    "key",
+    "record",
+    "error",
+)
+DEAD_LETTER_FIELDS = (
+    "topic",
+    "partition",
+    "offset",
+    "timestamp",
+    "reason",
+    "provider",
+    "event_type",
+    "field",
+    "message",
+    "failed_at",
+    "source",
+    "replay_of",
+    "key",
+    "headers",
+    "value",
+    "value_base64",
+    "value_omitted_bytes",
+)
+
+
+class TailUsageError(ValueError):
+    """Options that contradict each other or name nothing; said in one line (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Offset:
+    """Where each partition starts: 'beginning', 'end', an absolute offset, or the last
+    N records (`last`)."""
+
+    beginning: bool = False
+    end: bool = False
+    absolute: int | None = None
+    last: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Offset:
+        if text == "beginning":
+            return cls(beginning=True)
+        if text == "end":
+            return cls(end=True)
+        try:
+            number = int(text)
+        except ValueError:
+            raise TailUsageError(
+                f"--offset {text!r}: a number, beginning, end, or -N (the last N)"
+            ) from None
+        return cls(last=-number) if number < 0 else cls(absolute=number)
+
+    def start(self, low: int, high: int) -> int:
+        if self.beginning:
+            return low
+        if self.end:
+            return high
+        if self.absolute is not None:
+            return min(max(self.absolute, low), high)
+        return max(low, high - (self.last if self.last is not None else LAST_PER_PARTITION))
 
 
 @dataclass(frozen=True)
 class TailOptions:
     dead_letters: bool = False
-    from_beginning: bool = False
+    offset: Offset = field(default_factory=Offset)
+    since: datetime | None = None
+    until: datetime | None = None
+    partitions: frozenset[int] = frozenset()
     follow: bool = False
     max_records: int | None = None
-    providers: frozenset[str] = frozenset()
-    reasons: frozenset[str] = frozenset()
+    keys: frozenset[str] = frozenset()
+    # Clean topic: provider and event type only; dead letters: every criterion.
+    selection: DeadLetterFilter = field(default_factory=DeadLetterFilter)
     raw_value: bool = False
+    output: str = "json"  # one of FORMATS, or a template
 
+    def __post_init__(self) -> None:
+        if self.max_records is not None and self.max_records < 1:
+            raise TailUsageError("--max must be at least 1")
+        if self.since and self.until and self.since >= self.until:
+            raise TailUsageError("--since must be before --until")
+        if self.until and self.follow:
+            raise TailUsageError("--until and --follow contradict each other: drop one")
+        if self.since and self.offset != Offset():
+            raise TailUsageError("--since and --offset/--from-beginning contradict: drop one")
+        if self.offset.end and not self.follow:
+            raise TailUsageError("--offset end shows only new records: add --follow")
+        if any(p < 0 for p in self.partitions):
+            raise TailUsageError("--partition must not be negative")
+        if not self.dead_letters:
+            clean_only = DeadLetterFilter(
+                providers=self.selection.providers, event_types=self.selection.event_types
+            )
+            if self.selection != clean_only:
+                raise TailUsageError(
+                    "--reason, --failed-*, --source-* select dead letters: use `tail dead-letter`"
+                )
+            if self.raw_value:
+                raise TailUsageError("--raw-value applies to dead letters: `tail dead-letter`")
+        if self.output not in FORMATS:
+            self._check_template()
 
-class TailFailed(Exception):
-    """Cannot read: the message says why, in one line."""
+    def _check_template(self) -> None:
+        known = DEAD_LETTER_FIELDS if self.dead_letters else CLEAN_FIELDS
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(self.output) if name]
+        except ValueError as exc:
+            raise TailUsageError(f"--format {self.output!r}: {exc}") from None
+        if not names:
+            raise TailUsageError(
+                f"--format {self.output!r}: json, value, pretty or a template such as "
+                "'{partition}@{offset} {key}'"
+            )
+        for name in names:
+            top = name.split(".")[0].split("[")[0]
+            if top not in known:
+                raise TailUsageError(
+                    f"--format: no field {top!r}; the fields are {', '.join(known)}"
+                )
 
 
 def run_tail(settings: Settings, options: TailOptions) -> int:
@@ -52,40 +179,120 @@ def run_tail(settings: Settings, options: TailOptions) -> int:
     reader = None if options.dead_letters else RedemptionReader(settings.schema_registry_url, topic)
     out = console()
     printed = 0
-    for message in _messages(settings, topic, options):
-        if reader is None:
-            line = dead_letter_line(message, options.raw_value)
-        else:
-            line = clean_line(message, reader)
-        if not _selected(line, options):
-            continue
-        text = orjson.dumps(line).decode()
-        if out.is_terminal:
-            out.print_json(text, indent=None)
-        else:
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
-        printed += 1
-        if options.max_records is not None and printed >= options.max_records:
-            break
+    consumer = reading_consumer(settings, "tail")
+    try:
+        starts, ends = _range(consumer, topic, settings, options)
+        for message in read_range(consumer, topic, starts, ends, options.follow):
+            if reader is None:
+                letter = DeadLetter.from_message(message)
+                if not options.selection.matches(letter):
+                    continue
+                line = dead_letter_line(letter, options.raw_value or options.output == "value")
+            else:
+                line = clean_line(message, reader)
+                if not _clean_selected(line, options.selection):
+                    continue
+            if options.keys and line["key"] not in options.keys:
+                continue
+            _print(out, line, options, message)
+            printed += 1
+            if options.max_records is not None and printed >= options.max_records:
+                break
+    finally:
+        consumer.close()
     return 0
 
 
-def _selected(line: dict[str, Any], options: TailOptions) -> bool:
-    if options.providers and line.get("provider") not in options.providers:
+def _clean_selected(line: dict[str, Any], selection: DeadLetterFilter) -> bool:
+    if selection.providers and line.get("provider") not in selection.providers:
         return False
-    return not (options.reasons and line.get("reason") not in options.reasons)
+    return not (selection.event_types and line.get("event_type") not in selection.event_types)
+
+
+def _print(out, line: dict[str, Any], options: TailOptions, message: Message) -> None:
+    if options.output == "json":
+        text = orjson.dumps(line).decode()
+        if out.is_terminal:
+            out.print_json(text, indent=None)
+            return
+    elif options.output == "pretty":
+        text = orjson.dumps(line, option=orjson.OPT_INDENT_2).decode()
+    elif options.output == "value":
+        if options.dead_letters:
+            sys.stdout.buffer.write((message.value() or b"") + b"\n")
+            sys.stdout.flush()
+            return
+        text = orjson.dumps(line["record"]).decode()
+    else:
+        text = options.output.format_map(_Missing(_blank_nones(line)))
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _blank_nones(value: Any) -> Any:
+    """A template prints an absent value as empty, whatever its format spec."""
+    if isinstance(value, dict):
+        return {key: _blank_nones(item) for key, item in value.items()}
+    return "" if value is None else value
+
+
+class _Missing(dict):
+    """A template's field that this record lacks (say, value_base64) prints as empty."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _range(
+    consumer: Consumer, topic: str, settings: Settings, options: TailOptions
+) -> tuple[dict[int, int], dict[int, int] | None]:
+    numbers = partitions_of(consumer, topic, settings)
+    if options.partitions:
+        missing = sorted(options.partitions - set(numbers))
+        if missing:
+            raise TailUsageError(
+                f"--partition {', '.join(map(str, missing))}: {topic} has partitions "
+                f"0..{max(numbers)}"
+            )
+        numbers = sorted(options.partitions)
+    bounds = watermarks(consumer, topic, numbers)
+    if options.since:
+        starts = _offsets_at(consumer, topic, bounds, options.since)
+    else:
+        starts = {p: options.offset.start(low, high) for p, (low, high) in bounds.items()}
+    if options.follow:
+        return starts, None
+    if options.until:
+        return starts, _offsets_at(consumer, topic, bounds, options.until)
+    return starts, {p: high for p, (_, high) in bounds.items()}
+
+
+def _offsets_at(
+    consumer: Consumer, topic: str, bounds: dict[int, tuple[int, int]], moment: datetime
+) -> dict[int, int]:
+    """Per partition, the first offset whose timestamp is at or after `moment` (the end
+    when there is none)."""
+    ms = int(moment.timestamp() * 1000)
+    try:
+        found = consumer.offsets_for_times(
+            [TopicPartition(topic, p, ms) for p in bounds], timeout=METADATA_TIMEOUT_SECONDS
+        )
+    except KafkaException as exc:
+        raise ReadFailed(
+            f"cannot look up offsets by time in {topic}: {exc.args[0].str()}"
+        ) from None
+    return {tp.partition: tp.offset if tp.offset >= 0 else bounds[tp.partition][1] for tp in found}
 
 
 def clean_line(message: Message, reader: RedemptionReader) -> dict[str, Any]:
     headers = {n: (v or b"").decode("utf-8", "replace") for n, v in message.headers() or ()}
     try:
-        record: Any = _jsonable(reader.decode(message.value()))
+        record: Any = jsonable(reader.decode(message.value()))
         problem = None
     except Exception as exc:  # a record we cannot decode is shown, not fatal
         record, problem = None, f"cannot decode: {exc}"
     line = {
-        **_coordinates(message),
+        **_position(message.topic(), message.partition(), message.offset(), message.timestamp()[1]),
         "provider": headers.get("provider"),
         "event_type": headers.get("event_type"),
         "event_id": headers.get("event_id"),
@@ -97,121 +304,46 @@ def clean_line(message: Message, reader: RedemptionReader) -> dict[str, Any]:
     return line
 
 
-def dead_letter_line(message: Message, raw_value: bool) -> dict[str, Any]:
-    facts = dead_letter_facts(message.headers())
+def dead_letter_line(letter: DeadLetter, raw_value: bool) -> dict[str, Any]:
+    facts = letter.facts
     line: dict[str, Any] = {
-        **_coordinates(message),
-        "reason": facts.get(dead_letter.REASON),
+        **_position(letter.topic, letter.partition, letter.offset, letter.timestamp_ms),
+        "reason": letter.reason,
         "provider": facts.get(dead_letter.PROVIDER),
-        "event_type": facts.get(dead_letter.EVENT_TYPE),
+        "event_type": letter.event_type,
         "field": facts.get(dead_letter.FIELD),
         "message": facts.get(dead_letter.CONNECT_EXCEPTION_MESSAGE),
         "failed_at": facts.get(dead_letter.FAILED_AT),
         "source": {
             "topic": facts.get(dead_letter.CONNECT_TOPIC),
-            "partition": _int(facts.get(dead_letter.CONNECT_PARTITION)),
-            "offset": _int(facts.get(dead_letter.CONNECT_OFFSET)),
+            "partition": letter.source_partition,
+            "offset": letter.source_offset,
         },
-        "key": _text(message.key()),
-        "headers": [[n, _text(v)] for n, v in original_headers(message.headers())],
+        # Set when this record was itself a replay that failed again: not a new failure.
+        "replay_of": letter.replay_of,
+        "key": _text(letter.key),
+        "headers": [[n, _text(v)] for n, v in letter.original_headers],
     }
-    if dead_letter.VALUE_OMITTED_BYTES in facts:
-        line["value_omitted_bytes"] = _int(facts[dead_letter.VALUE_OMITTED_BYTES])
+    if letter.value_omitted:
+        line["value_omitted_bytes"] = parse_int(facts[dead_letter.VALUE_OMITTED_BYTES])
     if raw_value:
-        value = message.value()
         try:
-            line["value"] = None if value is None else value.decode("utf-8")
+            line["value"] = None if letter.value is None else letter.value.decode("utf-8")
         except UnicodeDecodeError:
-            line["value_base64"] = base64.b64encode(value).decode()
+            line["value_base64"] = base64.b64encode(letter.value or b"").decode()
     return line
 
 
-def _coordinates(message: Message) -> dict[str, Any]:
-    _, timestamp_ms = message.timestamp()
+def _position(topic: str, partition: int, offset: int, timestamp_ms: int | None) -> dict:
     return {
-        "topic": message.topic(),
-        "partition": message.partition(),
-        "offset": message.offset(),
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
         "timestamp": iso_utc(datetime.fromtimestamp(timestamp_ms / 1000, UTC))
         if timestamp_ms and timestamp_ms > 0
         else None,
     }
 
 
-def _messages(settings: Settings, topic: str, options: TailOptions) -> Iterator[Message]:
-    consumer = construct_client(
-        Consumer,
-        settings,
-        "consumer",
-        settings.client_config(
-            {
-                # librdkafka needs a group id even for assign(); nothing is committed.
-                "group.id": f"loyalty-consumer-tail-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            },
-            "consumer",
-        ),
-        {},
-    )
-    try:
-        ends = _start(consumer, topic, settings, options)
-        done = {p for p, (start, end) in ends.items() if start >= end}
-        if not options.follow and len(done) == len(ends):
-            return
-        consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in ends.items()])
-        while True:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    done.add(message.partition())
-                    if not options.follow and len(done) == len(ends):
-                        return
-                    continue
-                raise TailFailed(f"reading {topic} failed: {error.str()}")
-            yield message
-    finally:
-        consumer.close()
-
-
-def _start(
-    consumer: Consumer, topic: str, settings: Settings, options: TailOptions
-) -> dict[int, tuple[int, int]]:
-    try:
-        numbers = topic_partitions(
-            consumer, topic, settings.bootstrap_servers, METADATA_TIMEOUT_SECONDS
-        )
-    except TopicUnavailable as exc:
-        raise TailFailed(str(exc)) from None
-    positions = {}
-    for number in numbers:
-        low, high = consumer.get_watermark_offsets(
-            TopicPartition(topic, number), timeout=METADATA_TIMEOUT_SECONDS
-        )
-        start = low if options.from_beginning else max(low, high - LAST_PER_PARTITION)
-        positions[number] = (start, high)
-    return positions
-
-
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", errors="replace")
-
-
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return iso_utc(value)
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(item) for item in value]
-    return value

@@ -218,7 +218,8 @@ def ensure_jars() -> Path:
         mvn = shutil.which("mvn")
         if mvn is None:
             raise LocalBrokerError(
-                "Maven (mvn) is not on PATH; it is needed once to download the Kafka broker jars"
+                "Maven (mvn) is not on PATH; it is needed once to download the Kafka broker "
+                "jars: install Maven (and Java 17+), then run again"
             )
         shutil.rmtree(libs, ignore_errors=True)
         log.info("fetching kafka jars version=%s path=%s", kafka_version(), libs)
@@ -325,6 +326,8 @@ class LocalBroker:
         java = _find_java()
         # A restart (start after stop(keep_data=True) or kill()) keeps the ports and the
         # data: clients reconnect to the same address and find the same log.
+        if self.port is not None:
+            _refuse_taken_port(self.port)
         if self.port is None:
             self.port, self.controller_port = free_ports(2)
         elif self.controller_port is None:
@@ -562,7 +565,10 @@ def _find_java() -> str:
     candidate = Path(java_home) / "bin" / "java" if java_home else None
     java = str(candidate) if candidate and candidate.is_file() else shutil.which("java")
     if java is None:
-        raise LocalBrokerError(f"Java {MIN_JAVA_MAJOR}+ is needed to run the local Kafka broker")
+        raise LocalBrokerError(
+            f"Java {MIN_JAVA_MAJOR}+ is needed to run the local Kafka broker: install a JDK "
+            f"or JRE {MIN_JAVA_MAJOR}+ (java on PATH, or JAVA_HOME), then run again"
+        )
     # `java -version` prints e.g. `openjdk version "17.0.15"` or `"1.8.0_412"` to stderr.
     out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
@@ -590,6 +596,21 @@ def free_ports(count: int, avoid: tuple[int | None, ...] = ()) -> list[int]:
             if port not in avoid:
                 ports.append(port)
         return ports
+
+
+def _refuse_taken_port(port: int) -> None:
+    """A chosen port another process listens on: said before the JVM starts. Otherwise
+    the readiness probe reaches the other broker and calls this one ready, and the JVM
+    dies of the bind error afterwards."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise LocalBrokerError(
+                f"port {port} is taken ({exc.strerror}; another broker?): stop what "
+                "listens there, or choose another port with --port"
+            ) from None
 
 
 def _remove_orphaned_workdirs() -> None:
@@ -680,9 +701,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, default=None, help="PLAINTEXT port (default: free)")
     run.add_argument("--workdir", type=Path, default=None, help="keep data here (default: temp)")
     run.add_argument("--heap", default="512m", help="JVM heap, e.g. 512m (default: %(default)s)")
+    run.add_argument("--verbose", action="store_true", help="on a failure, the broker's log too")
+    parser.epilog = "Exit status: 0 stopped, 1 failed (one line says why), 130 interrupted."
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
+    broker_started = False
     try:
         if args.command == "fetch":
             print(ensure_jars())
@@ -693,14 +717,21 @@ def main(argv: list[str] | None = None) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, _raise_keyboard_interrupt)
         with LocalBroker(args.port, args.workdir, args.heap, inherit_console=True) as broker:
+            broker_started = True
             print(f"bootstrap.servers={broker.bootstrap_servers}", flush=True)
             code = broker.wait()
             log.error("kafka broker exited on its own exit=%d", code)
             return 1
     except KeyboardInterrupt:
-        return 0
+        if broker_started:
+            return 0  # the way to stop a running broker
+        print("local broker: interrupted while starting", file=sys.stderr)
+        return 130
     except LocalBrokerError as exc:
-        log.error("%s", exc)
+        lines = str(exc).splitlines() or [""]
+        shown = str(exc) if getattr(args, "verbose", False) else lines[0]
+        more = "" if shown == str(exc) else " (--verbose shows the broker's log)"
+        print(f"local broker: {shown}{more}", file=sys.stderr)
         return 1
 
 

@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import sys
 import threading
 from collections import Counter
 from types import MappingProxyType
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.text import Text
 
 from consumer import logs
 from consumer.config import Settings
-from consumer.console import HumanLogHandler, console, table
+from consumer.console import HumanLogHandler, console, how_to_run, table
 from consumer.dev.samples import LOCAL_SECRETS, sample_webhooks
 from consumer.dev.topics import ensure_topics
 from consumer.errors import ConfigError
+from consumer.kafka_io import construct_client
 from consumer.metrics import Metrics
 from consumer.records import Accepted, Ignored, RawRecord, Rejected
 from consumer.service import run_service
@@ -35,6 +38,16 @@ from consumer.service import run_service
 log = logging.getLogger(__name__)
 
 _STYLES = {"accepted": "green", "ignored": "cyan", "rejected": "red"}
+
+# How long the first look waits for KAFKA_BOOTSTRAP_SERVERS to answer before saying it
+# cannot reach them: a broker on the network answers in milliseconds.
+REACH_TIMEOUT_SECONDS = 5.0
+# Where the end-of-run hints tell a person to keep a broker running.
+HINT_BROKER_PORT = 9092
+
+
+class LocalRunFailed(Exception):
+    """The first look cannot go on: what happened and what to do, in one or two lines."""
 
 
 class LiveView:
@@ -87,26 +100,34 @@ def run_local(
     log_file: str = "loyalty-consumer-local.log",
 ) -> None:
     out = console()
+    # Before anything starts: a port in use would otherwise be found only after the
+    # broker started and the samples were fed.
+    _check_port_free(settings.metrics_port)
     logs.configure(settings.log_level, path=None if verbose else log_file)
     if not verbose:
         logging.getLogger().addHandler(HumanLogHandler(console(sys.stderr)))
         out.print(f"[dim]the service's JSON logs: {log_file} (--verbose shows them here)[/dim]")
     broker = None
-    if not settings.bootstrap_servers:
-        from consumer.dev.local_broker import LocalBroker
-
-        out.print("starting a local Apache Kafka broker ...")
-        broker = LocalBroker()
-        broker.start()
-        settings = dataclasses.replace(settings, bootstrap_servers=broker.bootstrap_servers)
-        out.print(f"started a local Apache Kafka broker at {broker.bootstrap_servers}")
-    if not settings.webhook_secrets:
-        secrets = {name: (secret,) for name, secret in LOCAL_SECRETS.items()}
-        settings = dataclasses.replace(settings, webhook_secrets=MappingProxyType(secrets))
-    metrics = Metrics()
-    view = LiveView(out)
-    summarise = True
+    summarise = False  # a summary only once the service has run
     try:
+        if settings.bootstrap_servers:
+            _check_reachable(settings)
+        else:
+            broker = _start_local_broker(out, verbose)
+            settings = dataclasses.replace(settings, bootstrap_servers=broker.bootstrap_servers)
+        if not settings.webhook_secrets:
+            secrets = {name: (secret,) for name, secret in LOCAL_SECRETS.items()}
+            settings = dataclasses.replace(settings, webhook_secrets=MappingProxyType(secrets))
+        out.print(
+            f"consumer group {settings.group_id}"
+            + (
+                " (a group of its own; LOYALTY_GROUP_ID chooses one)"
+                if settings.group_id.startswith(LOCAL_GROUP_PREFIX)
+                else ""
+            )
+        )
+        metrics = Metrics()
+        view = LiveView(out)
         topics = (settings.raw_topic, settings.clean_topic, settings.dead_letter_topic)
         ensure_topics(settings, topics)
         fed = _feed(settings, out) if feed_samples else 0
@@ -121,6 +142,7 @@ def run_local(
             expected_outputs = view.outcomes["accepted"] + view.outcomes["rejected"]
             return view.seen >= fed and acknowledged >= expected_outputs
 
+        summarise = True
         run_service(
             settings, metrics, observe=view.observe, stop_when=done if exit_when_done else None
         )
@@ -134,6 +156,70 @@ def run_local(
             out.print()
             out.print(_summary(metrics))
             out.print(_look_further(settings, broker_stopped=broker is not None))
+
+
+# `local` joins a group of its own unless LOYALTY_GROUP_ID names one: in the production
+# group it would share the partitions with the running service (and see nothing).
+LOCAL_GROUP_PREFIX = "loyalty-consumer-local-"
+
+
+def _check_port_free(port: int) -> None:
+    if not port:
+        return  # 0: any free port
+    with socket.socket() as probe:
+        # As the metrics server binds: every address, reuse of a port in TIME_WAIT.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError as exc:
+            raise ConfigError(
+                f"LOYALTY_METRICS_PORT={port}: cannot listen there: {exc.strerror} "
+                "(another service or `make run`?); choose a free port, or 0 for any"
+            ) from None
+
+
+def _check_reachable(settings: Settings) -> None:
+    # Its connection failures would repeat what the one line below says.
+    admin = construct_client(
+        AdminClient,
+        settings,
+        "consumer",
+        {**settings.client_config({}, "consumer"), "log_level": 0},
+        {},
+    )
+    try:
+        metadata = admin.list_topics(timeout=REACH_TIMEOUT_SECONDS)
+    except KafkaException as exc:
+        problem = exc.args[0].str() if exc.args else str(exc)
+    else:
+        if metadata.brokers:
+            return
+        problem = "the metadata lists no broker"
+    raise LocalRunFailed(
+        f"cannot reach the brokers at {settings.bootstrap_servers} "
+        f"(KAFKA_BOOTSTRAP_SERVERS) within {REACH_TIMEOUT_SECONDS:.0f} s: {problem}\n"
+        "start them, or unset KAFKA_BOOTSTRAP_SERVERS to run on a local broker"
+    )
+
+
+def _start_local_broker(out: Console, verbose: bool):
+    from consumer.dev.local_broker import LocalBroker, LocalBrokerError
+
+    out.print("starting a local Apache Kafka broker (Ctrl-C stops) ...")
+    broker = LocalBroker()
+    try:
+        broker.start()
+    except LocalBrokerError as exc:
+        # The first line says what happened; the broker's log tail follows only with
+        # --verbose.
+        lines = str(exc).splitlines() or [""]
+        shown = str(exc) if verbose else lines[0]
+        raise LocalRunFailed(
+            f"{shown}\nor set KAFKA_BOOTSTRAP_SERVERS to a running broker"
+            + (" (--verbose shows the broker's log)" if shown != str(exc) else "")
+        ) from None
+    out.print(f"started a local Apache Kafka broker at {broker.bootstrap_servers}")
+    return broker
 
 
 def _feed(settings: Settings, out: Console) -> int:
@@ -180,23 +266,35 @@ def _summary(metrics: Metrics):
 
 
 def _look_further(settings: Settings, broker_stopped: bool = False) -> str:
+    """Commands to look further, written so they work pasted into a fresh shell."""
     lines = []
     bootstrap = settings.bootstrap_servers
+    command = how_to_run()
     if broker_stopped:
-        bootstrap = "localhost:9092"
+        bootstrap = f"127.0.0.1:{HINT_BROKER_PORT}"
         lines += [
             "the local broker stopped with this run; to look further, keep one running:",
-            "  python -m consumer.dev.local_broker run --port 9092",
+            f"  {how_to_run('consumer.dev.local_broker')} run --port {HINT_BROKER_PORT}",
             f"  KAFKA_BOOTSTRAP_SERVERS={bootstrap} make run",
         ]
     env = f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}"
+    topics = (
+        f"LOYALTY_RAW_TOPIC={settings.raw_topic} "
+        if settings.raw_topic != Settings.raw_topic
+        else ""
+    )
+    if settings.clean_topic != Settings.clean_topic:
+        topics += f"LOYALTY_CLEAN_TOPIC={settings.clean_topic} "
+    if settings.dead_letter_topic != Settings.dead_letter_topic:
+        topics += f"LOYALTY_DLQ_TOPIC={settings.dead_letter_topic} "
     lines += [
         f"metrics: http://localhost:{settings.metrics_port}/metrics  (probes: /healthz, /readyz)"
         if settings.metrics_port
         else "metrics: on a free port (LOYALTY_METRICS_PORT=0), shown in the log",
         "to look further:",
-        f"  {env} loyalty-consumer tail --from-beginning              # clean records, decoded",
-        f"  {env} loyalty-consumer tail dead-letter --from-beginning  # rejections and why",
-        f"  {env} loyalty-consumer replay --reason signature_invalid --dry-run",
+        f"  {env} {topics}{command} tail --from-beginning              # clean records",
+        f"  {env} {topics}{command} tail dead-letter --from-beginning  # rejections and why",
+        f"  {env} {topics}LOYALTY_GROUP_ID={settings.group_id} {command} status  # lag",
+        f"  {env} {topics}{command} replay --reason signature_invalid --dry-run",
     ]
     return "\n".join(lines)

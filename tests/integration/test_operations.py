@@ -19,10 +19,12 @@ from confluent_kafka import Producer
 from consumer import dead_letter
 from consumer.__main__ import main
 from consumer.config import Settings
+from consumer.dead_letter_reader import REPLAY_ID, REPLAY_OF, parse_time_argument
+from consumer.dead_letter_reader import DeadLetterFilter as ReplayFilter
 from consumer.dev.samples import LOCAL_SECRETS, redemption_payload, signed
 from consumer.providers import mage_loyalty
-from consumer.replay import REPLAY_ID, REPLAY_OF, ReplayFilter, ReplayResult, run_replay
-from consumer.tail import TailOptions, run_tail
+from consumer.replay import ReplayOptions, ReplayResult, run_replay
+from consumer.tail import Offset, TailOptions, run_tail
 from tests.helpers import processes
 from tests.integration.service_harness import (
     end_offsets,
@@ -52,8 +54,13 @@ def run_to_the_end(bootstrap, settings, partitions=3):
     return service
 
 
-def tail_lines(capsys, settings: Settings, **options) -> list[dict]:
+def tail_lines(capsys, settings: Settings, from_beginning=False, **options) -> list[dict]:
     capsys.readouterr()
+    if from_beginning:
+        options["offset"] = Offset(beginning=True)
+    for criterion in ("providers", "reasons"):
+        if criterion in options:
+            options["selection"] = ReplayFilter(**{criterion: frozenset(options.pop(criterion))})
     assert run_tail(settings, TailOptions(**options)) == 0
     return [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
 
@@ -85,7 +92,7 @@ def test_a_wrong_secret_s_rejections_are_accepted_after_replay(
     raw_end = total_end(bootstrap, raw, 3)
 
     dry = ReplayResult()
-    assert run_replay(replay_settings, signature, dry_run=True, result=dry) == 0
+    assert run_replay(replay_settings, ReplayOptions(signature, dry_run=True), result=dry) == 0
     assert dry.read == redemptions + 3
     assert dict(dry.selected) == {("signature_invalid", MAGE.name): redemptions}
     assert dry.replayed == 0
@@ -94,12 +101,12 @@ def test_a_wrong_secret_s_rejections_are_accepted_after_replay(
     assert "signature_invalid" in shown and str(redemptions) in shown
 
     done = ReplayResult()
-    assert run_replay(replay_settings, signature, result=done) == 0
+    assert run_replay(replay_settings, ReplayOptions(signature), result=done) == 0
     assert done.replayed == redemptions
     assert total_end(bootstrap, raw, 3) == raw_end + redemptions
 
     again = ReplayResult()
-    assert run_replay(replay_settings, signature, result=again) == 0
+    assert run_replay(replay_settings, ReplayOptions(signature), result=again) == 0
     assert again.read == 0 and again.replayed == 0
     assert total_end(bootstrap, raw, 3) == raw_end + redemptions, "replayed twice"
 
@@ -167,31 +174,35 @@ def hand_made_dead_letters(bootstrap: str, dlq: str, count: int) -> None:
 def test_dry_run_counts_what_each_filter_selects(
     kafka_bootstrap_servers, new_topic, group_id, selection, expected
 ):
-    dlq = new_topic("dlq", 2)
+    dlq, raw = new_topic("dlq", 2), new_topic("raw", 1)
     hand_made_dead_letters(kafka_bootstrap_servers, dlq, 24)
     settings = Settings(
-        bootstrap_servers=kafka_bootstrap_servers, dead_letter_topic=dlq, group_id=group_id
+        bootstrap_servers=kafka_bootstrap_servers,
+        raw_topic=raw,
+        dead_letter_topic=dlq,
+        group_id=group_id,
     )
     result = ReplayResult()
-    assert run_replay(settings, selection, dry_run=True, result=result) == 0
+    assert run_replay(settings, ReplayOptions(selection, dry_run=True), result=result) == 0
     assert result.read == 24
     assert result.selected_total == expected
 
 
 def test_a_failed_at_range_selects_by_time(kafka_bootstrap_servers, new_topic, group_id):
-    from consumer.replay import parse_time_argument
-
-    dlq = new_topic("dlq", 1)
+    dlq, raw = new_topic("dlq", 1), new_topic("raw", 1)
     hand_made_dead_letters(kafka_bootstrap_servers, dlq, 24)
     settings = Settings(
-        bootstrap_servers=kafka_bootstrap_servers, dead_letter_topic=dlq, group_id=group_id
+        bootstrap_servers=kafka_bootstrap_servers,
+        raw_topic=raw,
+        dead_letter_topic=dlq,
+        group_id=group_id,
     )
     window = ReplayFilter(
         failed_after=parse_time_argument("2026-03-01T10:05:00"),
         failed_before=parse_time_argument("2026-03-01T10:08:00Z"),
     )
     result = ReplayResult()
-    assert run_replay(settings, window, dry_run=True, result=result) == 0
+    assert run_replay(settings, ReplayOptions(window, dry_run=True), result=result) == 0
     assert result.selected_total == 3  # minutes 5, 6 and 7
 
 
@@ -371,3 +382,340 @@ def test_the_first_run_shows_outcomes_and_ends_with_a_summary(
     # The service's JSON logs went to the log file, not between the lines.
     assert '"level"' not in out and '"level"' not in done.stderr.decode()
     assert '"message":"starting"' in (tmp_path / "loyalty-consumer-local.log").read_text()
+
+
+# --- replay: idempotent per webhook, and refused when it cannot work ---------------------
+
+
+def test_a_replay_killed_between_delivery_and_commit_never_doubles_a_webhook(
+    kafka_bootstrap_servers, new_topic, group_id, tmp_path
+):
+    """SIGKILL gives the replay no chance to commit what it produced: the next run finds
+    those records on the raw topic (their loyalty.replay.of) and skips them."""
+    bootstrap = kafka_bootstrap_servers
+    dlq, raw = new_topic("dlq", 2), new_topic("raw", 3)
+    count = 60
+    hand_made_dead_letters(bootstrap, dlq, count)
+    env = cli_env(
+        bootstrap, LOYALTY_RAW_TOPIC=raw, LOYALTY_DLQ_TOPIC=dlq, LOYALTY_GROUP_ID=group_id
+    )
+    # At 20 a second a batch is 20 records, committed after its flush: a kill lands
+    # between a batch's deliveries and its commit most of the time.
+    first = subprocess.Popen(
+        [sys.executable, "-m", "consumer", "replay", "--rate", "20"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: total_end(bootstrap, raw, 3) >= 30, "half replayed", 60)
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    replayed_first = total_end(bootstrap, raw, 3)
+    assert 0 < replayed_first < count
+
+    second = subprocess.run(
+        [sys.executable, "-m", "consumer", "replay"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+    )
+    assert second.returncode == 0, second.stderr.decode()
+    messages = read_all(bootstrap, raw, count)
+    sources = [dict(m.headers())[REPLAY_OF] for m in messages]
+    assert len(set(sources)) == count
+    assert len(sources) == count, "a webhook was replayed twice"
+
+
+def test_replay_into_a_missing_raw_topic_is_refused_up_front(
+    kafka_bootstrap_servers, new_topic, group_id, capsys
+):
+    dlq = new_topic("dlq", 1)
+    hand_made_dead_letters(kafka_bootstrap_servers, dlq, 4)
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap_servers,
+        raw_topic=f"missing-{group_id}",
+        dead_letter_topic=dlq,
+        group_id=group_id,
+    )
+    for dry_run in (True, False):
+        assert run_replay(settings, ReplayOptions(dry_run=dry_run)) == 1
+        err = capsys.readouterr().err
+        assert f"the topic missing-{group_id} does not exist" in err
+        assert "LOYALTY_RAW_TOPIC" in err and "would be replayed" not in err
+
+
+# --- tail as kcat and rpk users expect it ----------------------------------------------
+
+
+def tail_cli(capsys, bootstrap: str, dlq: str, *args: str) -> tuple[int, list[str], str]:
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        mp.setenv("LOYALTY_DLQ_TOPIC", dlq)
+        try:
+            status = main(["tail", *args])
+        except SystemExit as exit_info:  # usage errors leave through argparse
+            status = exit_info.code
+    captured = capsys.readouterr()
+    return status, captured.out.splitlines(), captured.err
+
+
+def test_tail_seeks_by_partition_offset_time_and_key_and_formats(
+    kafka_bootstrap_servers, new_topic, capsys
+):
+    bootstrap = kafka_bootstrap_servers
+    dlq = new_topic("dlq", 2)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    # 10 records per partition, a minute apart from 2026-03-01T10:00Z, keys k0..k19.
+    base_ms = 1_772_359_200_000
+    for i in range(20):
+        headers = [
+            (dead_letter.CONNECT_TOPIC, b"raw"),
+            (dead_letter.CONNECT_PARTITION, b"0"),
+            (dead_letter.CONNECT_OFFSET, str(i).encode()),
+            (dead_letter.REASON, b"invalid_json"),
+        ]
+        producer.produce(
+            dlq,
+            key=f"k{i}".encode(),
+            value=f"v{i}".encode(),
+            headers=headers,
+            partition=i % 2,
+            timestamp=base_ms + (i // 2) * 60_000,
+        )
+    assert producer.flush(30) == 0
+
+    def offsets(*args: str) -> list[str]:
+        status, lines, err = tail_cli(
+            capsys, bootstrap, dlq, "dead-letter", "--format", "{partition}@{offset}", *args
+        )
+        assert status == 0, err
+        return lines
+
+    assert offsets("--partition", "1", "--offset", "8") == ["1@8", "1@9"]
+    assert offsets("--partition", "0", "--offset", "-3") == ["0@7", "0@8", "0@9"]
+    assert len(offsets()) == 20  # the last 10 of each partition
+    assert len(offsets("--offset", "beginning", "--max", "3")) == 3
+    window = offsets("--since", "2026-03-01T10:02:00Z", "--until", "2026-03-01T10:04:00Z")
+    assert sorted(window) == ["0@2", "0@3", "1@2", "1@3"]
+    assert offsets("--key", "k5", "--from-beginning") == ["1@2"]
+    _, values, _ = tail_cli(
+        capsys, bootstrap, dlq, "dead-letter", "-p", "0", "-o", "-2", "--format", "value"
+    )
+    assert values == ["v16", "v18"]
+    _, pretty, _ = tail_cli(
+        capsys, bootstrap, dlq, "dead-letter", "-p", "0", "-o", "-1", "--format", "pretty"
+    )
+    assert orjson.loads("\n".join(pretty))["key"] == "k18" and len(pretty) > 5
+    status, lines, err = tail_cli(capsys, bootstrap, dlq, "dead-letter", "--partition", "7")
+    assert status == 2 and lines == []
+    assert f"--partition 7: {dlq} has partitions 0..1" in err
+
+
+def test_tail_shows_that_a_dead_letter_was_a_replay_that_failed_again(
+    kafka_bootstrap_servers, new_topic, group_id, capsys
+):
+    bootstrap = kafka_bootstrap_servers
+    raw, clean, dlq = new_topic("raw"), new_topic("clean"), new_topic("dlq", 1)
+    hand_made_dead_letters(bootstrap, dlq, 4)
+    settings = Settings(
+        bootstrap_servers=bootstrap, raw_topic=raw, dead_letter_topic=dlq, group_id=group_id
+    )
+    invalid = ReplayFilter(reasons=frozenset({"invalid_json"}))
+    assert run_replay(settings, ReplayOptions(invalid)) == 0
+    # The service rejects the replayed record again.
+    run_to_the_end(bootstrap, service_settings(bootstrap, raw, clean, dlq, group_id + "-svc"))
+    lines = tail_lines(capsys, settings, dead_letters=True, from_beginning=True)
+    again = [line for line in lines if line["replay_of"]]
+    assert [line["replay_of"] for line in again] == [f"{dlq}/0@3"]
+    assert again[0]["reason"] == "unknown_provider"  # {"n": 3} is JSON, from no provider
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+def test_status_shows_members_assignment_and_lag_per_partition(
+    kafka_bootstrap_servers, new_topic, group_id, capsys
+):
+    from consumer.status import group_status
+
+    bootstrap = kafka_bootstrap_servers
+    raw, clean, dlq = new_topic("raw", 3), new_topic("clean"), new_topic("dlq")
+    body = redemption_payload(MAGE.name)
+    produce_all(bootstrap, raw, [(body, signed(MAGE, SECRET, body, MAGE.redemption_event))] * 9)
+    settings = service_settings(bootstrap, raw, clean, dlq, group_id, secrets={MAGE.name: SECRET})
+
+    before = group_status(settings, group_id)
+    assert before.members == 0 and before.lag == 9
+    assert all(p.committed is None for p in before.partitions)
+
+    service = start_service(settings)
+    try:
+        wait_until(
+            lambda: everything_committed(bootstrap, group_id, raw, 3), "every raw offset committed"
+        )
+        running = group_status(settings, group_id)
+        assert running.state == "stable" and running.members == 1
+        assert running.lag == 0
+        assert {p.partition for p in running.partitions} == {0, 1, 2}
+        assert all(p.member and p.lag == 0 for p in running.partitions)
+        assert sum(p.committed or 0 for p in running.partitions) == 9
+        capsys.readouterr()
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in {
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "LOYALTY_RAW_TOPIC": raw,
+                "LOYALTY_GROUP_ID": group_id,
+            }.items():
+                mp.setenv(name, value)
+            assert main(["status"]) == 0
+            shown = capsys.readouterr().out
+            assert main(["status", "--json"]) == 0
+            as_json = orjson.loads(capsys.readouterr().out)
+    finally:
+        service.stop()
+    assert f"group {group_id}: stable, 1 member(s)" in shown and "lag 0" in shown
+    assert as_json["lag"] == 0 and len(as_json["partitions"]) == 3
+
+
+# --- the first run and the local broker: one line, what to do ----------------------------
+
+
+def run_cli(tmp_path, env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=timeout,
+        text=True,
+    )
+
+
+def test_local_uses_a_group_of_its_own_and_its_hints_work_in_a_fresh_shell(
+    kafka_bootstrap_servers, new_topic, tmp_path
+):
+    prefix = new_topic("local", 1)
+    env = cli_env(
+        kafka_bootstrap_servers,
+        LOYALTY_RAW_TOPIC=f"{prefix}.raw",
+        LOYALTY_CLEAN_TOPIC=f"{prefix}.clean",
+        LOYALTY_DLQ_TOPIC=f"{prefix}.dlq",
+        LOYALTY_METRICS_PORT="0",
+    )
+    done = run_cli(tmp_path, env, "consumer", "local", "--exit-when-done", timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "consumer group loyalty-consumer-local-" in done.stdout
+    summary = done.stdout[done.stdout.index("outcomes") :]
+    hints = [line.strip() for line in summary.splitlines() if " tail " in line]
+    assert hints
+    # Pasted into a shell whose PATH knows nothing of the virtualenv.
+    fresh = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for hint in hints:
+        command = hint.split("#")[0]
+        shell = subprocess.run(
+            ["bash", "-c", command], env=fresh, cwd=tmp_path, capture_output=True, timeout=120
+        )
+        assert shell.returncode == 0, (command, shell.stderr.decode())
+        assert shell.stdout.strip(), command
+
+
+def test_local_against_unreachable_brokers_says_so_within_seconds(tmp_path):
+    env = cli_env(f"127.0.0.1:{free_port()}", LOYALTY_METRICS_PORT="0")
+    started = time.monotonic()
+    done = run_cli(tmp_path, env, "consumer", "local", timeout=60)
+    took = time.monotonic() - started
+    assert done.returncode == 1
+    err = done.stderr.strip().splitlines()
+    assert err[0].startswith("loyalty-consumer local: cannot reach the brokers at 127.0.0.1:")
+    assert "unset KAFKA_BOOTSTRAP_SERVERS" in err[-1] and len(err) == 2
+    assert "Traceback" not in done.stderr and "outcomes" not in done.stdout
+    assert took < 45, "not said within seconds"  # a bound for a hang, not a speed claim
+
+
+def test_local_refuses_a_metrics_port_in_use_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        env = cli_env("", LOYALTY_METRICS_PORT=str(taken.getsockname()[1]))
+        del env["KAFKA_BOOTSTRAP_SERVERS"]  # would start a broker, were the port free
+        done = run_cli(tmp_path, env, "consumer", "local")
+    assert done.returncode == 2
+    assert done.stderr.startswith("loyalty-consumer: LOYALTY_METRICS_PORT=")
+    assert "starting a local" not in done.stdout and "Traceback" not in done.stderr
+
+
+def test_local_without_java_or_maven_says_what_to_install(tmp_path):
+    env = cli_env("", LOYALTY_METRICS_PORT="0", PATH="/nonexistent")
+    del env["KAFKA_BOOTSTRAP_SERVERS"]
+    env.pop("JAVA_HOME", None)
+    no_java = run_cli(tmp_path, env, "consumer", "local")
+    assert no_java.returncode == 1
+    assert "Java 17+ is needed to run the local Kafka broker: install" in no_java.stderr
+    assert "KAFKA_BOOTSTRAP_SERVERS" in no_java.stderr and "Traceback" not in no_java.stderr
+    assert len(no_java.stderr.strip().splitlines()) == 2
+
+    no_maven = run_cli(
+        tmp_path, {**env, "LOYALTY_KAFKA_CACHE": str(tmp_path / "empty")}, "consumer", "local"
+    )
+    assert no_maven.returncode == 1
+    assert "Maven (mvn) is not on PATH" in no_maven.stderr
+    assert "Traceback" not in no_maven.stderr
+
+
+def test_ctrl_c_while_the_local_broker_starts_is_one_line(tmp_path):
+    env = cli_env("", LOYALTY_METRICS_PORT="0")
+    del env["KAFKA_BOOTSTRAP_SERVERS"]
+    local = subprocess.Popen(
+        [sys.executable, "-m", "consumer", "local"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = ""
+        while "starting a local Apache Kafka broker" not in line:
+            line = local.stdout.readline()
+            assert line, "local ended before starting the broker"
+        local.send_signal(signal.SIGINT)
+        out, err = local.communicate(timeout=60)
+    finally:
+        local.kill()
+    assert local.returncode == 130, err
+    assert err.strip() == "loyalty-consumer local: interrupted"
+    assert "outcomes" not in out
+
+
+def test_the_local_broker_on_a_taken_port_says_so_before_starting(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli(
+            tmp_path, cli_env(""), "consumer.dev.local_broker", "run", "--port", str(port)
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"local broker: port {port} is taken (Address already in use; another broker?): "
+        "stop what listens there, or choose another port with --port"
+    )
+    assert "kafka broker ready" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["tail"], ["tail", "dead-letter"], ["status"], ["replay", "--dry-run"]]
+)
+def test_operator_commands_against_unreachable_brokers_are_one_line(args, tmp_path):
+    nowhere = f"127.0.0.1:{free_port()}"
+    done = run_cli(tmp_path, cli_env(nowhere), "consumer", *args, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(
+        f"loyalty-consumer {args[0]}: cannot reach the brokers at {nowhere}"
+    )
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

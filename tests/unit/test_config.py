@@ -240,7 +240,7 @@ def test_kubernetes_service_link_variables_are_not_client_properties():
     "variable, value",
     [
         ("KAFKA_CONSUMER_ENABLE_AUTO_OFFSET_STORE", "true"),
-        ("KAFKA_ENABLE_AUTO_COMMIT", "false"),
+        ("KAFKA_ENABLE_AUTO_COMMIT", "true"),
     ],
 )
 def test_the_at_least_once_settings_cannot_be_overridden(variable, value):
@@ -282,11 +282,13 @@ def test_the_producer_can_offer_a_record_at_the_payload_limit_to_the_dead_letter
 # --- processing guarantees and membership ------------------------------------------------
 
 
-def test_at_least_once_is_the_default_and_commits_stored_offsets():
+def test_at_least_once_is_the_default_and_only_the_checkpoints_commit():
     settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:9092"})
     assert settings.processing_guarantee == "at-least-once"
     consumer = settings.consumer_config()
-    assert consumer["enable.auto.commit"] is True
+    assert consumer["enable.auto.commit"] is False
+    assert consumer["enable.auto.offset.store"] is False
+    assert settings.producer_config()["delivery.report.only.error"] is True
     assert "isolation.level" not in consumer
     assert "transactional.id" not in settings.producer_config()
 
@@ -328,6 +330,17 @@ def test_static_membership_uses_the_member_name_only_when_asked():
     assert "group.instance.id" not in Settings.from_env(env).consumer_config()
     static = Settings.from_env({**env, "LOYALTY_STATIC_MEMBERSHIP": "true"})
     assert static.consumer_config()["group.instance.id"] == "loyalty-0"
-    assert static.consumer_config()["session.timeout.ms"] == 15_000
+    assert static.consumer_config()["session.timeout.ms"] == 45_000
     with pytest.raises(ConfigError, match="LOYALTY_STATIC_MEMBERSHIP"):
         Settings.from_env({**env, "LOYALTY_STATIC_MEMBERSHIP": "maybe"})
+
+
+def test_fetch_and_prefetch_are_bounded_by_the_payload_limit():
+    settings = Settings.from_env(
+        {"KAFKA_BOOTSTRAP_SERVERS": "b:9092", "LOYALTY_MAX_PAYLOAD_BYTES": str(2 * 1024 * 1024)}
+    )
+    consumer = settings.consumer_config()
+    per_record = consumer["max.partition.fetch.bytes"]
+    assert per_record > 2 * 1024 * 1024
+    assert consumer["fetch.max.bytes"] < consumer["receive.message.max.bytes"]
+    assert consumer["queued.max.messages.kbytes"] * 1024 >= per_record

@@ -78,3 +78,24 @@ def test_the_pipeline_knows_nothing_of_kafka():
     for module in ("pipeline.py", "schemas.py", "records.py", "providers/base.py"):
         source = (PACKAGE / module).read_text()
         assert "confluent_kafka" not in source, module
+
+
+@pytest.mark.parametrize("command", ["tail.py", "replay.py", "status.py"])
+def test_no_operator_command_imports_another(command):
+    others = {"consumer.tail", "consumer.replay", "consumer.status"} - {
+        f"consumer.{command.removesuffix('.py')}"
+    }
+    reaching = {
+        name
+        for name in imported_modules(PACKAGE / command)
+        if name in others or name.rsplit(".", 1)[0] in others
+    }
+    assert reaching == set()
+
+
+def test_dead_letters_are_read_in_one_place():
+    # tail and replay share the reader; neither parses the service's headers itself.
+    for command in ("tail.py", "replay.py"):
+        assert "consumer.dead_letter_reader" in imported_modules(PACKAGE / command)
+        source = (PACKAGE / command).read_text()
+        assert "def _parse_int" not in source and "def _jsonable" not in source

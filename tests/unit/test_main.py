@@ -109,3 +109,55 @@ def test_usage_errors_exit_2(args, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["normalize", *args])
     assert exit_info.value.code == 2
+
+
+def test_normalize_without_input_on_a_terminal_says_what_to_give(capsys, monkeypatch):
+    class Terminal(io.BytesIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["normalize"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "give webhook files, or pipe a webhook in" in err
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+    def interrupted(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    monkeypatch.setattr("consumer.__main__._normalize", interrupted)
+    assert main(["normalize", "-"]) == 130
+    assert capsys.readouterr().err == "loyalty-consumer normalize: interrupted\n"
+
+
+def test_an_unexpected_error_is_one_line_unless_verbose(capsys, monkeypatch):
+    def broken(*_args):
+        raise RuntimeError("something unforeseen\nsecond line")
+
+    monkeypatch.setattr("consumer.__main__._normalize", broken)
+    assert main(["normalize", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "loyalty-consumer normalize: RuntimeError: something unforeseen "
+        "(--verbose shows where it came from)\n"
+    )
+    with pytest.raises(RuntimeError):
+        main(["normalize", "--verbose", "x"])
+
+
+def test_run_help_and_describe_are_generated_from_the_variables():
+    from consumer.__main__ import RUN_HELP
+    from consumer.config import VARIABLES, Settings
+
+    shown = Settings().describe()
+    for variable in VARIABLES:
+        assert variable.help, f"{variable.name} has no help text"
+        line = next(line for line in RUN_HELP.splitlines() if variable.name in line)
+        assert variable.help in line
+        assert variable.field in shown
+    assert set(shown) - {v.field for v in VARIABLES} == {"signature_checks"}

@@ -16,20 +16,20 @@ from rich.console import Console
 
 from consumer import dead_letter
 from consumer.config import Settings
-from consumer.console import ProgressReport, table
-from consumer.logs import RepeatFilter
-from consumer.metrics import Metrics
-from consumer.replay import (
+from consumer.console import ProgressReport, how_to_run, table
+from consumer.dead_letter_reader import (
     REPLAY_AT,
     REPLAY_ID,
     REPLAY_OF,
-    ReplayFilter,
-    dead_letter_facts,
-    original_headers,
-    replay_group,
-    replay_headers,
+    DeadLetter,
+    DeadLetterFilter,
+    parse_time_argument,
 )
+from consumer.logs import RepeatFilter
+from consumer.metrics import Metrics
+from consumer.replay import _read_marker, replay_group
 from consumer.service import StartupState, probes
+from consumer.tail import Offset, TailOptions, TailUsageError, dead_letter_line
 
 ORIGINAL = [("Content-Type", b"application/json"), ("X-Webhook-Signature", b"abc"), ("n", None)]
 
@@ -48,58 +48,117 @@ def dead_letter_headers(**facts: str) -> list[tuple[str, bytes | None]]:
     return [*ORIGINAL, *((name, value.encode()) for name, value in base.items())]
 
 
-def facts(**overrides: str) -> dict[str, str]:
-    return dead_letter_facts(dead_letter_headers(**overrides))
+def letter(**overrides: str) -> DeadLetter:
+    return DeadLetter.read(dead_letter_headers(**overrides), "dlq", 0, 7)
 
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-# --- replay ------------------------------------------------------------------------------
+# --- reading dead letters ------------------------------------------------------------------
+
+
+def test_the_service_s_headers_are_read_after_the_original_ones():
+    read = letter()
+    assert list(read.original_headers) == ORIGINAL
+    assert read.reason == "signature_invalid" and read.provider == "mage_loyalty"
+    assert (read.source_partition, read.source_offset) == (1, 42)
+    assert read.name == "dlq/0@7"
+
+
+def test_an_upstream_record_cannot_spoof_the_reason():
+    spoofed = [
+        ("Content-Type", b"application/json"),
+        (dead_letter.REASON, b"invalid_json"),
+        (dead_letter.CONNECT_TOPIC, b"elsewhere"),
+        (dead_letter.PROVIDER, b"rivo"),
+    ]
+    headers = [*spoofed, *dead_letter_headers()[len(ORIGINAL) :]]
+    read = DeadLetter.read(headers)
+    assert read.reason == "signature_invalid"
+    assert read.provider == "mage_loyalty"
+    assert list(read.original_headers) == spoofed  # byte for byte, in order
+
+
+def test_a_record_without_the_service_s_headers_has_no_facts():
+    read = DeadLetter.read(ORIGINAL)
+    assert read.facts == {} and list(read.original_headers) == ORIGINAL
+    assert read.provider == "unknown"
+
+
+# --- the filter ----------------------------------------------------------------------------
 
 
 def test_an_empty_filter_selects_everything():
-    assert ReplayFilter().matches(facts())
-    assert ReplayFilter().matches({})
+    assert DeadLetterFilter().matches(letter())
+    assert DeadLetterFilter().matches(DeadLetter.read([]))
 
 
 @pytest.mark.parametrize(
     ("selection", "selected"),
     [
-        (ReplayFilter(reasons=frozenset({"signature_invalid"})), True),
-        (ReplayFilter(reasons=frozenset({"schema_violation"})), False),
-        (ReplayFilter(providers=frozenset({"mage_loyalty", "rivo"})), True),
-        (ReplayFilter(providers=frozenset({"rivo"})), False),
-        (ReplayFilter(event_types=frozenset({"points.redeemed"})), True),
-        (ReplayFilter(event_types=frozenset({"points.earned"})), False),
-        (ReplayFilter(failed_after=at("2026-03-01T10:00:00")), True),  # inclusive
-        (ReplayFilter(failed_after=at("2026-03-01T10:00:01")), False),
-        (ReplayFilter(failed_before=at("2026-03-01T10:00:00")), False),  # exclusive
-        (ReplayFilter(failed_before=at("2026-03-02T00:00:00")), True),
-        (ReplayFilter(source_partitions=frozenset({1})), True),
-        (ReplayFilter(source_partitions=frozenset({0, 2})), False),
-        (ReplayFilter(source_offset_min=42, source_offset_max=42), True),
-        (ReplayFilter(source_offset_min=43), False),
-        (ReplayFilter(source_offset_max=41), False),
+        (DeadLetterFilter(reasons=frozenset({"signature_invalid"})), True),
+        (DeadLetterFilter(reasons=frozenset({"schema_violation"})), False),
+        (DeadLetterFilter(providers=frozenset({"mage_loyalty", "rivo"})), True),
+        (DeadLetterFilter(providers=frozenset({"rivo"})), False),
+        (DeadLetterFilter(event_types=frozenset({"points.redeemed"})), True),
+        (DeadLetterFilter(event_types=frozenset({"points.earned"})), False),
+        (DeadLetterFilter(failed_after=at("2026-03-01T10:00:00")), True),  # inclusive
+        (DeadLetterFilter(failed_after=at("2026-03-01T10:00:01")), False),
+        (DeadLetterFilter(failed_before=at("2026-03-01T10:00:00")), False),  # exclusive
+        (DeadLetterFilter(failed_before=at("2026-03-02T00:00:00")), True),
+        (DeadLetterFilter(source_partitions=frozenset({1})), True),
+        (DeadLetterFilter(source_partitions=frozenset({0, 2})), False),
+        (DeadLetterFilter(source_offset_min=42, source_offset_max=42), True),
+        (DeadLetterFilter(source_offset_min=43), False),
+        (DeadLetterFilter(source_offset_max=41), False),
     ],
 )
 def test_each_criterion_selects_or_not(selection, selected):
-    assert selection.matches(facts()) is selected
+    assert selection.matches(letter()) is selected
 
 
 def test_unknown_provider_is_selected_by_the_name_unknown():
-    without = dead_letter_facts([(dead_letter.REASON, b"invalid_json")])
-    assert ReplayFilter(providers=frozenset({"unknown"})).matches(without)
+    without = DeadLetter.read([(dead_letter.CONNECT_TOPIC, b"raw"), (dead_letter.REASON, b"x")])
+    assert DeadLetterFilter(providers=frozenset({"unknown"})).matches(without)
+    assert not DeadLetterFilter(providers=frozenset({"rivo"})).matches(without)
 
 
 def test_a_time_range_never_selects_a_dead_letter_without_a_time():
-    assert not ReplayFilter(failed_after=at("2020-01-01T00:00:00")).matches({})
+    assert not DeadLetterFilter(failed_after=at("2020-01-01T00:00:00")).matches(DeadLetter.read([]))
+
+
+@pytest.mark.parametrize(
+    ("criteria", "says"),
+    [
+        ({"reasons": frozenset({"signature_invalidd"})}, "unknown reason signature_invalidd"),
+        ({"providers": frozenset({"Mage"})}, "known: mage_loyalty, rivo, unknown"),
+        (
+            {"failed_after": at("2026-03-02T00:00:00"), "failed_before": at("2026-03-01T00:00:00")},
+            "--failed-after must be before",
+        ),
+        ({"source_offset_min": 10, "source_offset_max": 9}, "--source-offset-from"),
+        ({"source_partitions": frozenset({-1})}, "negative"),
+    ],
+)
+def test_a_filter_that_can_select_nothing_is_refused(criteria, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        DeadLetterFilter(**criteria)
+
+
+def test_a_time_argument_that_is_not_a_time_says_what_is_expected():
+    with pytest.raises(ValueError, match="ISO-8601"):
+        parse_time_argument("yesterday")
+    assert parse_time_argument("2026-03-01T10:00:00") == at("2026-03-01T10:00:00")
+
+
+# --- replay --------------------------------------------------------------------------------
 
 
 def test_replayed_headers_are_the_original_ones_then_the_lineage():
     replayed_at = at("2026-03-02T08:00:00")
-    headers = replay_headers(dead_letter_headers(), "dlq/0@7", "g-replay-x", replayed_at)
+    headers = letter().headers_for_replay("g-replay-x", replayed_at)
     assert headers[: len(ORIGINAL)] == ORIGINAL
     assert headers[len(ORIGINAL) :] == [
         (REPLAY_OF, b"dlq/0@7"),
@@ -109,20 +168,106 @@ def test_replayed_headers_are_the_original_ones_then_the_lineage():
 
 
 def test_a_second_replay_replaces_the_lineage_of_the_first():
-    once = replay_headers(dead_letter_headers(), "dlq/0@7", "a", at("2026-03-02T08:00:00"))
-    again = replay_headers([*once, (dead_letter.REASON, b"x")], "dlq/0@9", "b", datetime.now(UTC))
+    once = letter().headers_for_replay("a", at("2026-03-02T08:00:00"))
+    failed_again = DeadLetter.read([*once, *dead_letter_headers()[len(ORIGINAL) :]], "dlq", 0, 9)
+    assert failed_again.replay_of == "dlq/0@7"
+    again = failed_again.headers_for_replay("b", datetime.now(UTC))
     assert [name for name, _ in again].count(REPLAY_OF) == 1
     assert dict(again)[REPLAY_OF] == b"dlq/0@9"
-    assert original_headers(again) == ORIGINAL
+    assert again[: len(ORIGINAL)] == ORIGINAL
 
 
 def test_the_group_follows_the_filter_not_its_spelling():
     settings = Settings(group_id="loyalty-consumer")
-    a = ReplayFilter(reasons=frozenset({"signature_invalid", "schema_violation"}))
-    b = ReplayFilter(reasons=frozenset({"schema_violation", "signature_invalid"}))
+    a = DeadLetterFilter(reasons=frozenset({"signature_invalid", "schema_violation"}))
+    b = DeadLetterFilter(reasons=frozenset({"schema_violation", "signature_invalid"}))
     assert replay_group(settings, a) == replay_group(settings, b)
     assert replay_group(settings, a).startswith("loyalty-consumer-replay-")
-    assert replay_group(settings, a) != replay_group(settings, ReplayFilter())
+    assert replay_group(settings, a) != replay_group(settings, DeadLetterFilter())
+
+
+def test_the_resume_marker_is_the_union_of_each_partition_s_share():
+    from confluent_kafka import TopicPartition
+
+    committed = [
+        TopicPartition("dlq", 0, 5, metadata="raw:0=10,2=30"),
+        TopicPartition("dlq", 1, 8, metadata="raw:1=20"),
+        TopicPartition("dlq", 2, 1, metadata="someone else's"),
+    ]
+    assert _read_marker(committed) == {0: 10, 1: 20, 2: 30}
+
+
+# --- tail ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "start"),
+    [("beginning", 5), ("end", 100), ("50", 50), ("2", 5), ("500", 100), ("-3", 97)],
+)
+def test_an_offset_names_where_each_partition_starts(text, start):
+    assert Offset.parse(text).start(low=5, high=100) == start
+
+
+def test_by_default_the_last_ten_of_each_partition():
+    assert Offset().start(low=0, high=100) == 90
+    assert Offset().start(low=95, high=100) == 95
+
+
+def test_an_offset_that_is_no_offset_is_refused():
+    with pytest.raises(TailUsageError, match="a number, beginning, end, or -N"):
+        Offset.parse("latest")
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"max_records": 0}, "--max must be at least 1"),
+        ({"since": at("2026-03-02T00:00:00"), "until": at("2026-03-01T00:00:00")}, "--since"),
+        ({"until": at("2026-03-01T00:00:00"), "follow": True}, "--until and --follow"),
+        ({"since": at("2026-03-01T00:00:00"), "offset": Offset(beginning=True)}, "--since"),
+        ({"offset": Offset(end=True)}, "add --follow"),
+        ({"selection": DeadLetterFilter(reasons=frozenset({"invalid_json"}))}, "dead letters"),
+        ({"raw_value": True}, "dead letters"),
+        ({"output": "{nope}"}, "no field 'nope'"),
+        ({"output": "plain"}, "json, value, pretty or a template"),
+        ({"output": "{offset"}, "--format"),
+    ],
+)
+def test_contradictory_tail_options_are_refused(options, says):
+    with pytest.raises(TailUsageError, match=re.escape(says)):
+        TailOptions(**options)
+
+
+def test_a_template_may_name_any_field_of_the_line():
+    TailOptions(dead_letters=True, output="{partition}@{offset} {reason} {source[offset]}")
+    TailOptions(output="{record[event_id]} {key}")
+
+
+def test_a_dead_letter_line_shows_an_earlier_replay():
+    once = letter().headers_for_replay("a", at("2026-03-02T08:00:00"))
+    again = DeadLetter.read([*once, *dead_letter_headers()[len(ORIGINAL) :]], "dlq", 1, 3)
+    line = dead_letter_line(again, raw_value=False)
+    assert line["replay_of"] == "dlq/0@7"
+    assert line["reason"] == "signature_invalid"
+    assert line["source"] == {"topic": "raw", "partition": 1, "offset": 42}
+    assert dead_letter_line(letter(), raw_value=False)["replay_of"] is None
+
+
+def test_hints_name_a_command_that_works_in_a_fresh_shell(monkeypatch, tmp_path):
+    venv = tmp_path / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").touch()
+    (venv / "loyalty-consumer").touch()
+    monkeypatch.setattr("sys.executable", str(venv / "python"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the venv is not activated
+    assert how_to_run() == ".venv/bin/loyalty-consumer"
+    assert (
+        how_to_run("consumer.dev.local_broker") == ".venv/bin/python -m consumer.dev.local_broker"
+    )
+    monkeypatch.setenv("PATH", f"{venv}:/usr/bin")
+    (venv / "loyalty-consumer").chmod(0o755)
+    assert how_to_run() == "loyalty-consumer"
 
 
 # --- client logs ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import signal
 import pytest
 
 from consumer.runner import STOP_SIGNALS, stop_on_signals
+from consumer.watchdog import Watchdog
 
 
 class FakeRunner:
@@ -36,7 +37,7 @@ def restore_handlers():
 def test_a_signal_inside_asks_the_runner_to_stop_and_arms_the_second_signal(restore_handlers):
     runner = FakeRunner()
     signal.signal(signal.SIGTERM, previous_handler)
-    with stop_on_signals(runner, deadline_seconds=60):
+    with stop_on_signals(runner, Watchdog(60)):
         os.kill(os.getpid(), signal.SIGTERM)
         assert runner.stop_requested == 1
         # The second signal now takes the default disposition: it would kill at once.
@@ -47,7 +48,7 @@ def test_a_signal_inside_asks_the_runner_to_stop_and_arms_the_second_signal(rest
 def test_previous_handlers_come_back_on_exit(restore_handlers):
     signal.signal(signal.SIGTERM, previous_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    with stop_on_signals(FakeRunner(), deadline_seconds=60):
+    with stop_on_signals(FakeRunner(), Watchdog(60)):
         assert signal.getsignal(signal.SIGTERM) is not previous_handler
     assert signal.getsignal(signal.SIGTERM) is previous_handler
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -55,15 +56,6 @@ def test_previous_handlers_come_back_on_exit(restore_handlers):
 
 def test_previous_handlers_come_back_when_the_body_raises(restore_handlers):
     signal.signal(signal.SIGTERM, previous_handler)
-    with pytest.raises(RuntimeError), stop_on_signals(FakeRunner(), deadline_seconds=60):
+    with pytest.raises(RuntimeError), stop_on_signals(FakeRunner(), Watchdog(60)):
         raise RuntimeError("the loop failed")
     assert signal.getsignal(signal.SIGTERM) is previous_handler
-
-
-def test_the_deadline_is_disarmed_once_the_runner_has_stopped(restore_handlers):
-    # A deadline of 0.2 s that fired would os._exit() this very test process.
-    import time
-
-    with stop_on_signals(FakeRunner(), deadline_seconds=0.2):
-        os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(0.4)

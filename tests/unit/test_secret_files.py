@@ -99,9 +99,9 @@ def test_a_secret_file_that_is_not_text_is_refused_without_quoting_it(tmp_path):
     assert SECRET not in str(raised.value)
 
 
-def test_other_file_variables_are_not_secrets_and_stay_untouched(tmp_path):
-    settings = Settings.from_env({**BASE, "LOYALTY_GROUP_ID_FILE": "/nonexistent"})
-    assert settings.group_id == "loyalty-consumer"
+def test_other_file_variables_are_not_secrets_and_are_refused_as_unknown(tmp_path):
+    with pytest.raises(ConfigError, match="LOYALTY_GROUP_ID_FILE: no such setting"):
+        Settings.from_env({**BASE, "LOYALTY_GROUP_ID_FILE": "/nonexistent"})
 
 
 def test_no_secret_from_a_file_shows_in_repr_or_in_the_settings_shown(tmp_path):
@@ -113,7 +113,9 @@ def test_no_secret_from_a_file_shows_in_repr_or_in_the_settings_shown(tmp_path):
             "SCHEMA_REGISTRY_URL_FILE": secret_file(
                 tmp_path, f"https://user:{SECRET}@registry.example", "url"
             ),
-            "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE": path,
+            "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE": secret_file(
+                tmp_path, f"user:{SECRET}", "user-info"
+            ),
             "KAFKA_SASL_PASSWORD_FILE": path,
             "KAFKA_CONSUMER_SSL_KEYSTORE_PASSWORD_FILE": path,
             "KAFKA_PRODUCER_SASL_OAUTHBEARER_CLIENT_SECRET_FILE": path,
