@@ -401,7 +401,7 @@ def test_a_replay_killed_between_delivery_and_commit_never_doubles_a_webhook(
     )
     # At 20 a second a batch is 20 records, committed after its flush: a kill lands
     # between a batch's deliveries and its commit most of the time.
-    first = subprocess.Popen(
+    first = processes.start(
         [sys.executable, "-m", "consumer", "replay", "--rate", "20"],
         env=env,
         cwd=tmp_path,
@@ -411,17 +411,12 @@ def test_a_replay_killed_between_delivery_and_commit_never_doubles_a_webhook(
     try:
         wait_until(lambda: total_end(bootstrap, raw, 3) >= 30, "half replayed", 60)
     finally:
-        first.kill()
-        first.wait(timeout=30)
+        processes.kill(first)
     replayed_first = total_end(bootstrap, raw, 3)
     assert 0 < replayed_first < count
 
-    second = subprocess.run(
-        [sys.executable, "-m", "consumer", "replay"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=120,
+    second = processes.run(
+        [sys.executable, "-m", "consumer", "replay"], env=env, cwd=tmp_path, timeout=120
     )
     assert second.returncode == 0, second.stderr.decode()
     messages = read_all(bootstrap, raw, count)
@@ -586,13 +581,8 @@ def test_status_shows_members_assignment_and_lag_per_partition(
 
 
 def run_cli(tmp_path, env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=timeout,
-        text=True,
+    return processes.run(
+        [sys.executable, "-m", *args], env=env, cwd=tmp_path, timeout=timeout, text=True
     )
 
 
@@ -617,9 +607,7 @@ def test_local_uses_a_group_of_its_own_and_its_hints_work_in_a_fresh_shell(
     fresh = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     for hint in hints:
         command = hint.split("#")[0]
-        shell = subprocess.run(
-            ["bash", "-c", command], env=fresh, cwd=tmp_path, capture_output=True, timeout=120
-        )
+        shell = processes.run(["bash", "-c", command], env=fresh, cwd=tmp_path, timeout=120)
         assert shell.returncode == 0, (command, shell.stderr.decode())
         assert shell.stdout.strip(), command
 
@@ -670,7 +658,7 @@ def test_local_without_java_or_maven_says_what_to_install(tmp_path):
 def test_ctrl_c_while_the_local_broker_starts_is_one_line(tmp_path):
     env = cli_env("", LOYALTY_METRICS_PORT="0")
     del env["KAFKA_BOOTSTRAP_SERVERS"]
-    local = subprocess.Popen(
+    local = processes.start(
         [sys.executable, "-m", "consumer", "local"],
         env=env,
         cwd=tmp_path,
@@ -686,7 +674,7 @@ def test_ctrl_c_while_the_local_broker_starts_is_one_line(tmp_path):
         local.send_signal(signal.SIGINT)
         out, err = local.communicate(timeout=60)
     finally:
-        local.kill()
+        processes.kill(local)
     assert local.returncode == 130, err
     assert err.strip() == "loyalty-consumer local: interrupted"
     assert "outcomes" not in out
