@@ -12,13 +12,13 @@ BENCH_INSTALLED := $(BENCH_VENV)/.installed
 # e.g. make bench BENCH_ARGS='--records 150000 --rounds 5'
 BENCH_ARGS ?=
 
-.PHONY: install broker-jars prometheus lint rules check test unit integration run bench bench-pipeline chaos fuzz clean
+.PHONY: install broker-jars prometheus lint rules docs check test unit integration run bench bench-pipeline chaos fuzz clean
 .PHONY: deploy-tools image
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,docs]'
 	touch $@
 
 install: $(INSTALLED)
@@ -41,12 +41,21 @@ lint: install
 	$(BIN)/ruff check deploy
 	$(BIN)/ruff format --check deploy
 
-# The inner loop, for every edit: lint and the unit suite with a tenth of the generated
-# examples (tests/helpers/properties.py); no broker, no tools. `make test` runs everything.
-check: lint
-	HYPOTHESIS_PROFILE=check $(BIN)/pytest tests/unit -q
+# The documentation site: the generated pages must be fresh, and MkDocs builds in strict
+# mode (a broken link, a missing anchor or a page outside the navigation fails). Not
+# --quiet: it silences the warnings that strict mode counts, and the build then passes.
+docs: install
+	$(BIN)/python -m consumer.dev.generated_docs --check
+	$(BIN)/mkdocs build --strict
 
-test: install broker-jars prometheus lint rules deploy-tools image
+# The inner loop while changing code: lint, docs, unit tests (no broker) with a tenth of
+# the generated examples (tests/helpers/properties.py). It leaves out the one test that
+# reruns part of the suite in a copy of the tree; `make unit` and `make test` run it, and
+# every example.
+check: lint docs
+	HYPOTHESIS_PROFILE=check $(BIN)/pytest tests/unit -q -m 'not suite_in_a_copy'
+
+test: install broker-jars prometheus lint rules docs deploy-tools image
 	$(BIN)/pytest
 
 unit: install
@@ -65,7 +74,7 @@ $(BENCH_INSTALLED): pyproject.toml
 	$(BENCH_VENV)/bin/pip install --quiet -e '.[bench]'
 	touch $@
 
-# Side-by-side throughput on one local broker; the table is in README "Performance".
+# Side-by-side throughput on one local broker; how to read it: docs/performance.md.
 bench: $(BENCH_INSTALLED) broker-jars
 	$(BENCH_VENV)/bin/python -m tests.benchmarks.end_to_end $(BENCH_ARGS)
 
@@ -110,4 +119,4 @@ fuzz: $(FUZZ_INSTALLED)
 		-max_len=65536 -artifact_prefix=.fuzz/artifacts/ .fuzz/corpus
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache .hypothesis .fuzz
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache .hypothesis .fuzz .site

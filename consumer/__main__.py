@@ -30,6 +30,7 @@ from consumer import __version__, logs
 from consumer.config import Settings, settings_help
 from consumer.errors import ConfigError, KafkaFailure, LoyaltyConsumerError
 from consumer.pipeline import Pipeline
+from consumer.providers import PROVIDER_NAMES
 from consumer.records import Accepted, Ignored, RawRecord, jsonable
 
 log = logging.getLogger("consumer")
@@ -40,7 +41,8 @@ EXIT_REJECTED = EXIT_FAILED  # normalize: some input was rejected
 RUN_HELP = f"""Run the service until SIGTERM or Ctrl-C. Settings come from the environment:
 
 {settings_help()}
-  <PROVIDER>_WEBHOOK_SECRET              signing secrets, comma-separated (MAGE_LOYALTY_, RIVO_)
+  <PROVIDER>_WEBHOOK_SECRET              signing secrets, comma-separated; `run` needs one
+                                         for every provider not in LOYALTY_UNSIGNED_PROVIDERS
   <NAME>_FILE                            a secret's value read from a file
   KAFKA_<PROP>, KAFKA_CONSUMER_<PROP>, KAFKA_PRODUCER_<PROP>
                                          any librdkafka property (KAFKA_SECURITY_PROTOCOL=SASL_SSL)
@@ -51,7 +53,7 @@ same topic in two roles and a session timeout the brokers would refuse.
 Exit status: 0 stopped cleanly, 1 stopped on an error, 2 bad settings,
 3 the shutdown deadline passed, 4 the final commit failed (the next owner re-reads
 what was not committed), 5 fenced by a newer member with the same name
-(exactly-once)."""
+(exactly-once), 6 the loop stopped coming back (the watchdog; a restart resumes)."""
 
 
 class UsageError(Exception):
@@ -101,11 +103,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _normalize(args.files, args.header)
     settings = Settings.from_env()
     if args.command == "run":
-        logs.configure(settings.log_level)
-        from consumer.service import run_service
-
-        run_service(settings)
-        return EXIT_OK
+        return _run(settings)
     if args.command == "local":
         return _local(settings, args)
     logs.configure("WARNING" if settings.log_level == "INFO" else settings.log_level)
@@ -223,6 +221,25 @@ def _add_dead_letter_filters(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--source-offset-from", type=int, metavar="N", help="raw-topic offset")
     command.add_argument("--source-offset-to", type=int, metavar="N", help="inclusive")
+
+
+def _run(settings: Settings) -> int:
+    """The service, once every provider is either verified or explicitly left unverified
+    (ConfigError, exit 2, otherwise: signatures are the rule in production)."""
+    unsigned = settings.require_signatures(PROVIDER_NAMES)
+    logs.configure(settings.log_level)
+    from consumer.metrics import Metrics
+    from consumer.service import run_service
+
+    metrics = Metrics()
+    for name in unsigned:
+        log.warning(
+            f"signature checks are off for {name}: its webhooks are accepted unverified",
+            extra={"provider": name, "variable": "LOYALTY_UNSIGNED_PROVIDERS"},
+        )
+        metrics.unsigned_providers.labels(provider=name).set(1)
+    run_service(settings, metrics)
+    return EXIT_OK
 
 
 def _add_replay(commands: Any) -> None:

@@ -26,6 +26,7 @@ the caller keeps fastavro's generic path for that schema.
 from __future__ import annotations
 
 import array
+import functools
 import numbers
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -240,6 +241,14 @@ def _zigzag_varint(value: int) -> bytes:
 
 # Most lengths, enum indexes and union branches are small: their encodings are looked up.
 _SMALL_VARINTS = tuple(_zigzag_varint(n) for n in range(-64, 64))
+# Non-negative longs below this have a one- or two-byte encoding, looked up rather than
+# computed: every string length of a record (a SHA-256 hex and an event id are over 63
+# bytes, the one-byte limit), counts and balances. 8,192 short byte strings, built once.
+_TWO_BYTE_LIMIT = 1 << 13
+_TWO_BYTE_LONGS = tuple(_zigzag_varint(n) for n in range(_TWO_BYTE_LIMIT))
+# A union's branch index (always one byte here) and a string's length in one string, so
+# an optional string is one append rather than two: [index][n] = index + length n.
+_MAX_INLINE_BRANCH = 63
 # Larger values (epoch-millisecond timestamps are six bytes) go 14 bits at a time: the two
 # bytes of each 14-bit group, with the continuation bit on both (more follows) or on the
 # first only (the last group). 2 x 16384 short byte strings, built once.
@@ -252,6 +261,8 @@ _LAST_GROUP = tuple(
 
 
 def _long(value: int) -> bytes:
+    if 0 <= value < _TWO_BYTE_LIMIT:
+        return _TWO_BYTE_LONGS[value]
     if -64 <= value < 64:
         return _SMALL_VARINTS[value + 64]
     if not LONG_RANGE[0] <= value <= LONG_RANGE[1]:
@@ -270,8 +281,11 @@ def _int(value: int) -> bytes:
     return _long(value)
 
 
-# Lengths 0..63 as their one-byte varints, indexed by length (most strings are short).
-_SHORT_LENGTHS = _SMALL_VARINTS[64:]
+@functools.cache  # one table per branch index, shared by every field of the schema
+def _branch_and_lengths(index: int) -> tuple[bytes, ...]:
+    """Union branch `index` followed by each string length below _TWO_BYTE_LIMIT."""
+    branch = _long(index)
+    return tuple(branch + length for length in _TWO_BYTE_LONGS)
 
 
 def _string(value: str) -> bytes:
@@ -291,7 +305,13 @@ class _EncoderCompiler:
             _long=_long,
             _int=_int,
             _string=_string,
-            _short_lengths=_SHORT_LENGTHS,
+            _lengths=_TWO_BYTE_LONGS,
+            _more_follows=_MORE_FOLLOWS,
+            _last_group=_LAST_GROUP,
+            # zig-zag doubles a non-negative value: these bound 2^28 <= 2v < 2^42.
+            _three_groups_low=1 << (2 * _GROUP_BITS - 1),
+            _three_groups_high=1 << (3 * _GROUP_BITS - 1),
+            _length_limit=_TWO_BYTE_LIMIT,
             _epoch=datetime(1970, 1, 1, tzinfo=UTC),
             _one_millisecond=timedelta(milliseconds=1),
             _bytes=_bytes,
@@ -328,7 +348,18 @@ class _EncoderCompiler:
             emit(indent + 2, f"{value} = ({value} - _epoch) // _one_millisecond")
             emit(indent + 1, "else:")
             emit(indent + 2, f"{value} = {prepare}({value}, None)")
-            emit(indent, f"out += _long({value})")
+            # Today's epoch milliseconds (2^27 to 2^41, 1970-01-02 to 2039) zig-zag to
+            # exactly three 14-bit groups: written inline, without a call and a loop.
+            emit(
+                indent,
+                f"if type({value}) is int and _three_groups_low <= {value} < _three_groups_high:",
+            )
+            emit(indent + 1, f"{value} <<= 1")
+            emit(indent + 1, f"out += _more_follows[{value} & {_GROUP_MASK}]")
+            emit(indent + 1, f"out += _more_follows[({value} >> {_GROUP_BITS}) & {_GROUP_MASK}]")
+            emit(indent + 1, f"out += _last_group[{value} >> {2 * _GROUP_BITS}]")
+            emit(indent, "else:")
+            emit(indent + 1, f"out += _long({value})")
             return
         kind = _type_of(schema)
         if kind == "null":
@@ -336,17 +367,17 @@ class _EncoderCompiler:
         if kind == "boolean":
             emit(indent, f"out += b'\\x01' if {value} else b'\\x00'")
         elif kind == "string":
-            # Inline rather than a call per string: a record has a dozen of them.
-            emit(indent, f"{value} = {value}.encode()")
-            emit(indent, f"if len({value}) < 64:")
-            emit(indent + 1, f"out += _short_lengths[len({value})]")
-            emit(indent, "else:")
-            emit(indent + 1, f"out += _long(len({value}))")
-            emit(indent, f"out += {value}")
+            self._string(value, indent, branch=None)
         elif kind == "bytes":
             emit(indent, f"out += _bytes({value})")
-        elif kind in ("int", "long"):
-            emit(indent, f"out += _{kind}({value})")
+        elif kind == "long":
+            # Counts and balances are mostly small and non-negative: looked up.
+            emit(indent, f"if type({value}) is int and 0 <= {value} < _length_limit:")
+            emit(indent + 1, f"out += _lengths[{value}]")
+            emit(indent, "else:")
+            emit(indent + 1, f"out += _long({value})")
+        elif kind == "int":
+            emit(indent, f"out += _int({value})")
         elif kind in ("float", "double"):
             emit(indent, f"out += _pack_{kind}({value})")
         elif kind == "enum":
@@ -370,14 +401,38 @@ class _EncoderCompiler:
         emit = self.source.emit
         for index, branch in enumerate(schema):
             keyword = "if" if index == 0 else "elif"
-            emit(indent, f"{keyword} {self.checks.check(branch, value)}:")
-            emit(indent + 1, f"out += {_long(index)!r}")
             if _type_of(branch) == "null":
+                # `is None` first: the cheapest test, and the commonest branch.
+                emit(indent, f"{keyword} {value} is None:")
+                emit(indent + 1, f"out += {_long(index)!r}")
                 continue
+            emit(indent, f"{keyword} {self.checks.check(branch, value)}:")
+            if _type_of(branch) == "string" and index <= _MAX_INLINE_BRANCH:
+                self._string(value, indent + 1, branch=index)
+                continue
+            emit(indent + 1, f"out += {_long(index)!r}")
             self.write(branch, value, indent + 1)
         emit(indent, "else:")
         # The type, never the value: messages end up in logs.
         emit(indent + 1, f"raise ValueError('no union branch for a ' + type({value}).__name__)")
+
+    def _string(self, value: str, indent: int, branch: int | None) -> None:
+        """Inline rather than a call per string: a record has a dozen of them. With a
+        union `branch`, its index goes out in the same append as the length."""
+        emit = self.source.emit
+        if branch is None:
+            table, long_length = "_lengths", "_long({size})"
+        else:
+            table = self.source.constant(_branch_and_lengths(branch), f"branch{branch}")
+            long_length = f"{_long(branch)!r} + _long({{size}})"
+        size = self.source.fresh("size")
+        emit(indent, f"{value} = {value}.encode()")
+        emit(indent, f"{size} = len({value})")
+        emit(indent, f"if {size} < _length_limit:")
+        emit(indent + 1, f"out += {table}[{size}]")
+        emit(indent, "else:")
+        emit(indent + 1, f"out += {long_length.format(size=size)}")
+        emit(indent, f"out += {value}")
 
     def _record(self, schema: dict[str, Any], value: str, indent: int) -> None:
         if schema["name"] in self.active_records:

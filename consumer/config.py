@@ -18,6 +18,7 @@ SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and every KAFKA_* property:
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import socket
@@ -111,6 +112,13 @@ class Settings:
     batch_size: int = 500
     poll_timeout_seconds: float = 1.0
     metrics_port: int = 9400
+    # Every interface by default: the kubelet's probes and Prometheus reach a container
+    # at its pod address, never at its loopback. 127.0.0.1 keeps the endpoint local.
+    metrics_host: str = "0.0.0.0"
+    # Providers `run` may leave unverified (LOYALTY_UNSIGNED_PROVIDERS): an explicit
+    # opt-out, logged and exported as loyalty_unsigned_providers. Every other provider
+    # must have a secret; see require_signatures.
+    unsigned_providers: frozenset[str] = frozenset()
     # /healthz fails when the loop has not polled for this long. A healthy loop polls
     # every poll timeout; the longest legitimate pause is a flush on revocation (20 s).
     liveness_timeout_seconds: float = 60.0
@@ -260,6 +268,45 @@ class Settings:
     def _producer_sets(self, prop: str) -> bool:
         return prop in self.kafka_producer or prop in self.kafka_common
 
+    def require_signatures(self, provider_names: tuple[str, ...]) -> tuple[str, ...]:
+        """What `run` demands: every provider of the registry (`provider_names`) has a
+        non-empty secret or is named in LOYALTY_UNSIGNED_PROVIDERS, never both. An empty
+        secret is a configuration error, not "no verification". Returns the providers
+        left unverified by that opt-out; raises ConfigError in one line otherwise."""
+        known = ", ".join(provider_names)
+        unknown = sorted(self.unsigned_providers - set(provider_names))
+        if unknown:
+            raise ConfigError(
+                f"LOYALTY_UNSIGNED_PROVIDERS: unknown provider(s) {', '.join(unknown)}; "
+                f"known: {known}"
+            )
+        unknown = sorted(set(self.webhook_secrets) - set(provider_names))
+        if unknown:
+            variables = ", ".join(f"{name.upper()}_WEBHOOK_SECRET" for name in unknown)
+            raise ConfigError(
+                f"{variables}: webhook secret for unknown provider(s) {', '.join(unknown)}; "
+                f"known: {known}"
+            )
+        both = sorted(self.unsigned_providers & set(self.webhook_secrets))
+        if both:
+            raise ConfigError(
+                f"LOYALTY_UNSIGNED_PROVIDERS names {', '.join(both)}, which also has a "
+                "webhook secret: remove one or the other"
+            )
+        missing = [
+            name
+            for name in provider_names
+            if name not in self.webhook_secrets and name not in self.unsigned_providers
+        ]
+        if missing:
+            variables = ", ".join(f"{name.upper()}_WEBHOOK_SECRET" for name in missing)
+            raise ConfigError(
+                f"{variables}: not set or empty; `run` verifies every provider's signature "
+                f"(set the secret, or name the provider in LOYALTY_UNSIGNED_PROVIDERS to "
+                "accept its webhooks unverified)"
+            )
+        return tuple(name for name in provider_names if name in self.unsigned_providers)
+
     @property
     def exactly_once(self) -> bool:
         return self.processing_guarantee == EXACTLY_ONCE
@@ -381,6 +428,8 @@ class Settings:
             value = getattr(self, variable.field)
             if isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, frozenset):
+                value = sorted(value)
             if not variable.shown and value:
                 value = _URL_USERINFO.sub("***@", value) if "://" in value else "***"
             shown[variable.field] = value
@@ -558,6 +607,29 @@ def _boolean(text: str) -> bool:
     raise ValueError("must be true or false")
 
 
+_PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _provider_names(text: str) -> frozenset[str]:
+    names = frozenset(part.strip().lower() for part in text.split(",") if part.strip())
+    if not names or not all(_PROVIDER_NAME.fullmatch(name) for name in names):
+        raise ValueError("must be provider names, comma-separated (e.g. rivo,mage_loyalty)")
+    return names
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def _listen_host(text: str) -> str:
+    host = text.strip()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        if _HOST_NAME.fullmatch(host):
+            return host
+    raise ValueError("must be an IP address or host name to listen on (0.0.0.0, ::, 127.0.0.1)")
+
+
 @dataclass(frozen=True)
 class Variable:
     """One environment variable: its name, the Settings field it sets, the parser that
@@ -567,105 +639,167 @@ class Variable:
     name: str
     field: str
     parse: Callable[[str], Any]
+    # What the setting does, for people: `run --help` and the configuration page are
+    # generated from it.
     help: str = ""
     # False for values that may carry credentials: an error names the variable only,
     # and describe() shows them masked.
     shown: bool = True
+    # The default in words, where the field's default is computed or absent.
+    default_shown: str | None = None
 
 
 # Every named setting. A new setting is one line here and a field above.
 VARIABLES: tuple[Variable, ...] = (
-    Variable("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", _text, "brokers (required)"),
+    Variable(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "bootstrap_servers",
+        _text,
+        "brokers to connect to",
+        default_shown="none (required by `run`)",
+    ),
     Variable("LOYALTY_RAW_TOPIC", "raw_topic", _topic, "raw webhooks to consume"),
-    Variable("LOYALTY_CLEAN_TOPIC", "clean_topic", _topic, "canonical records"),
-    Variable("LOYALTY_DLQ_TOPIC", "dead_letter_topic", _topic, "rejected records"),
+    Variable("LOYALTY_CLEAN_TOPIC", "clean_topic", _topic, "canonical `LoyaltyRedemption` records"),
+    Variable(
+        "LOYALTY_DLQ_TOPIC",
+        "dead_letter_topic",
+        _topic,
+        "rejected records with the reason in headers",
+    ),
     Variable("LOYALTY_GROUP_ID", "group_id", _text, "consumer group"),
     Variable(
-        "LOYALTY_MAX_PAYLOAD_BYTES", "max_payload_bytes", _positive_integer, "largest webhook"
+        "LOYALTY_MAX_PAYLOAD_BYTES",
+        "max_payload_bytes",
+        _positive_integer,
+        "larger values are rejected as `payload_too_large`",
     ),
     Variable(
         "SCHEMA_REGISTRY_URL",
         "schema_registry_url",
         _http_url,
-        "Confluent wire format through this registry",
+        "when set, the clean topic uses the Confluent wire format and registers "
+        "`<clean topic>-value`: the production mode, which lets old readers read new records",
         shown=False,
+        default_shown="none (single-object encoding)",
     ),
     Variable(
         "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
         "schema_registry_basic_auth",
         _user_info,
-        "the registry's user:password",
+        "`user:password` for the registry",
         shown=False,
     ),
-    Variable("LOYALTY_BATCH_SIZE", "batch_size", _positive_integer, "records per consume call"),
+    Variable("LOYALTY_BATCH_SIZE", "batch_size", _positive_integer, "records per `consume()` call"),
     Variable(
         "LOYALTY_POLL_TIMEOUT_SECONDS",
         "poll_timeout_seconds",
         _positive_number,
-        "longest wait of one consume call",
+        "longest wait for a batch (bounds shutdown latency)",
     ),
-    Variable("LOYALTY_METRICS_PORT", "metrics_port", _port, "/metrics, /healthz, /readyz"),
+    Variable(
+        "LOYALTY_METRICS_PORT",
+        "metrics_port",
+        _port,
+        "Prometheus metrics and probes (0: any free port)",
+    ),
+    Variable(
+        "LOYALTY_METRICS_HOST",
+        "metrics_host",
+        _listen_host,
+        "the address the metrics and probe endpoint listens on (`0.0.0.0`: every interface)",
+    ),
+    Variable(
+        "LOYALTY_UNSIGNED_PROVIDERS",
+        "unsigned_providers",
+        _provider_names,
+        "providers `run` accepts without a signature check (comma-separated; logged as a "
+        "warning and exported as `loyalty_unsigned_providers`); every other provider needs "
+        "its `<PROVIDER>_WEBHOOK_SECRET`",
+        default_shown="none",
+    ),
     Variable(
         "LOYALTY_LIVENESS_TIMEOUT_SECONDS",
         "liveness_timeout_seconds",
         _positive_number,
-        "/healthz fails when the loop has not polled for this long",
+        "`/healthz` fails when the loop has not polled for this long",
     ),
     Variable(
         "LOYALTY_SHUTDOWN_DEADLINE_SECONDS",
         "shutdown_deadline_seconds",
         _positive_number,
-        "exit by then after a stop signal",
+        "after a stop signal, exit (status 3) by then even if the final commit still waits "
+        "for the coordinator",
     ),
     Variable(
         "LOYALTY_STATISTICS_INTERVAL_MS",
         "statistics_interval_ms",
         _positive_integer,
-        "librdkafka statistics (lag, round trips, readiness)",
+        "librdkafka statistics (lag, round-trip, queue metrics; readiness)",
     ),
-    Variable("LOYALTY_LOG_LEVEL", "log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     Variable(
-        "LOYALTY_SCHEMA_DIR", "schema_dir", _directory, ".avsc files instead of the packaged ones"
+        "LOYALTY_LOG_LEVEL",
+        "log_level",
+        _log_level,
+        "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`; logs are JSON lines on stderr",
+    ),
+    Variable(
+        "LOYALTY_SCHEMA_DIR",
+        "schema_dir",
+        _directory,
+        "a directory of `.avsc` files to use instead (same file names)",
+        default_shown="the schemas inside the package",
     ),
     Variable(
         "LOYALTY_PROCESSING_GUARANTEE",
         "processing_guarantee",
         _guarantee,
-        "at-least-once or exactly-once",
+        "`at-least-once` or `exactly-once` (see Guarantees and faults)",
     ),
     Variable(
-        "LOYALTY_MEMBER_NAME", "member_name", _text, "this member's name, unique in the group"
+        "LOYALTY_MEMBER_NAME",
+        "member_name",
+        _text,
+        "this member's name, unique in the group: the exactly-once `transactional.id` is "
+        "`<group>-<member name>`; in Kubernetes, the pod name",
+        default_shown="the host name",
     ),
     Variable(
         "LOYALTY_STATIC_MEMBERSHIP",
         "static_membership",
         _boolean,
-        "true: the member name is the static group.instance.id",
+        "`true`: the member name is the static `group.instance.id`, so a restart within the "
+        "session timeout keeps its partitions without a rebalance. For stable names (a "
+        "StatefulSet); a static member does not leave the group on stop, so with names that "
+        "change on every restart its partitions would idle for a session timeout",
     ),
     Variable(
         "LOYALTY_SESSION_TIMEOUT_MS",
         "session_timeout_ms",
         _positive_integer,
-        f"a silent member's partitions move after this long, "
-        f"{BROKER_SESSION_TIMEOUT_MIN_MS}..{BROKER_SESSION_TIMEOUT_MAX_MS}",
+        "a member that stops heart-beating (killed, frozen) loses its partitions after this "
+        f"long; the brokers accept {BROKER_SESSION_TIMEOUT_MIN_MS}.."
+        f"{BROKER_SESSION_TIMEOUT_MAX_MS}",
     ),
     Variable(
         "LOYALTY_CHECKPOINT_INTERVAL_MS",
         "checkpoint_interval_ms",
         _positive_integer,
-        "longest time between checkpoints (commits)",
+        "longest time between checkpoints (outputs acknowledged, then the input positions "
+        "committed; exactly-once: the transaction committed); the latency a "
+        "`read_committed` reader sees",
     ),
     Variable(
         "LOYALTY_CHECKPOINT_RECORDS",
         "checkpoint_records",
         _positive_integer,
-        "most records between checkpoints (commits)",
+        "a checkpoint also happens after this many records",
     ),
     Variable(
         "LOYALTY_ON_INTERNAL_ERROR",
         "on_internal_error",
         _on_internal_error,
-        "a record whose processing raised a bug: dead-letter (internal_error) or stop",
+        "what a record whose processing raised an unexpected exception (a bug) becomes: "
+        "`dead-letter` (reason `internal_error`, logged with its traceback) or `stop`",
     ),
 )
 

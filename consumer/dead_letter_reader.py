@@ -74,7 +74,9 @@ class DeadLetter:
         facts = {
             name: header_value.decode("utf-8", errors="replace")
             for name, header_value in headers[start:]
-            if header_value is not None
+            # The service writes every one of its headers, empty where it does not
+            # apply: an empty value is no fact.
+            if header_value
         }
         return cls(
             topic=topic,

@@ -9,7 +9,13 @@
     │   ├── SchemaViolation          reason schema_violation
     │   ├── SignatureMissing         reason signature_missing
     │   ├── SignatureInvalid         reason signature_invalid
-    │   └── NormalizationError       reason normalization_error
+    │   ├── NormalizationError       reason normalization_error
+    │   ├── OutputTooLarge           reason output_too_large: the canonical record does
+    │   │                            not fit the clean topic (raised by the loop)
+    │   ├── UndecodableRecord        reason undecodable_record: the Kafka client could not
+    │   │                            decode the record or its batch (raised by the loop)
+    │   └── InternalError            reason internal_error: processing raised an
+    │                                unexpected exception, a bug (raised by the loop)
     ├── ConfigError                  settings that cannot work; raised at start-up
     └── KafkaFailure                 the broker or client failed us; the service stops
         ├── DeliveryFailed           a produced record was not acknowledged
@@ -17,9 +23,13 @@
         └── ProducerFenced           exactly-once: a newer member took our transactional
                                      id (exit 5)
 
-Only RecordError subclasses are dead-lettered. Anything else that escapes the pipeline is
-a bug or an outage, and the service stops rather than quietly routing good data to the
-dead-letter topic.
+Only RecordError subclasses are dead-lettered. The pipeline raises the first eight from
+the record's own content. The last three are the loop's: it wraps what went wrong around
+the record (an unexpected exception while processing it, an output the clean topic
+refuses, data the client cannot decode) so that one record never stops a partition for
+good. An unexpected exception is a bug, not bad data: it is dead-lettered loudly as
+InternalError (or, by setting, stops the service). Infrastructure failures (KafkaFailure)
+still stop the service.
 
 Library errors become ours at the edge where the library is called, each with
 `raise ... from exc` so the original stays in the traceback:
@@ -80,7 +90,28 @@ class NormalizationError(RecordError):
     reason = "normalization_error"
 
 
-REJECTION_REASONS: tuple[str, ...] = tuple(
+class OutputTooLarge(RecordError):
+    """The canonical record would not fit the clean topic's size limit."""
+
+    reason = "output_too_large"
+
+
+class UndecodableRecord(RecordError):
+    """The Kafka client could not decode the record or its batch (e.g. corrupt
+    compression). The dead letter carries the coordinates, not the value."""
+
+    reason = "undecodable_record"
+
+
+class InternalError(RecordError):
+    """Processing the record raised an unexpected exception (a bug). Dead-lettered so the
+    partition moves on; the original exception is the __cause__."""
+
+    reason = "internal_error"
+
+
+# The reasons Pipeline.process can return, from the record's content alone.
+PIPELINE_REJECTION_REASONS: tuple[str, ...] = tuple(
     cls.reason
     for cls in (
         InvalidJson,
@@ -93,6 +124,12 @@ REJECTION_REASONS: tuple[str, ...] = tuple(
         NormalizationError,
     )
 )
+# The reasons only the loop gives, for what went wrong around the record.
+LOOP_REJECTION_REASONS: tuple[str, ...] = tuple(
+    cls.reason for cls in (OutputTooLarge, UndecodableRecord, InternalError)
+)
+# Every reason of the contract: the dead-letter header, the metric label, replay --reason.
+REJECTION_REASONS: tuple[str, ...] = PIPELINE_REJECTION_REASONS + LOOP_REJECTION_REASONS
 
 
 class ConfigError(LoyaltyConsumerError):

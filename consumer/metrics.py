@@ -17,9 +17,7 @@ import platform
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import confluent_kafka
 import orjson
@@ -35,6 +33,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+from waitress.server import create_server
 
 from consumer import __version__
 
@@ -166,6 +165,13 @@ class Metrics:
             "loyalty_rebalances_total",
             "Rebalance callbacks, by kind (assign, revoke, lost).",
             ["kind"],
+            registry=r,
+        )
+        self.unsigned_providers = Gauge(
+            "loyalty_unsigned_providers",
+            "1 for each provider whose webhooks are accepted without a signature check "
+            "(LOYALTY_UNSIGNED_PROVIDERS).",
+            ["provider"],
             registry=r,
         )
         self.kafka_stats = KafkaClientStats()
@@ -314,21 +320,56 @@ def _is_cluster_broker(broker: dict[str, Any]) -> bool:
 ProbeCheck = Callable[[], tuple[bool, str]]
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # a scrape every few seconds is not news
+# The HTTP endpoint is waitress: its I/O loop reads each request whole before a worker
+# thread sees it, so a client that sends half a request (or nothing) holds a connection
+# slot until the timeout, never a thread. The bounds:
+# Probes and scrapes are answered in microseconds to milliseconds; two workers let a
+# probe answer while a scrape renders.
+HTTP_WORKER_THREADS = 2
+# Open connections beyond which the server stops accepting until some close (the
+# kernel's backlog holds the next ones). Prometheus and the kubelet need a few; the
+# rest is room for the short-lived connections of probes. Each idle one costs a few KB.
+HTTP_CONNECTION_LIMIT = 512
+# A connection that sends no complete request for this long is closed: a probe's own
+# timeout is 1-5 s, and a scrape's request is one packet.
+HTTP_CONNECTION_TIMEOUT_SECONDS = 10.0
+# How often idle connections are looked for (waitress' cleanup interval).
+HTTP_CLEANUP_INTERVAL_SECONDS = 1
+# Our three paths take GET requests with a few headers and no body.
+HTTP_MAX_REQUEST_HEADER_BYTES = 16 * 1024
+HTTP_MAX_REQUEST_BODY_BYTES = 1024
+# Pending connections the kernel holds while the server is at its connection limit.
+HTTP_BACKLOG = 128
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+class HttpServer:
+    """The running endpoint: `server_port` (the bound port) and `shutdown()`."""
+
+    def __init__(self, server: Any, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+        self.server_port = int(server.effective_port)  # waitress reports it as text
+
+    def shutdown(self) -> None:
+        """Closes the listening socket and every connection, then stops the workers."""
+        self._server.close()
+        self._server.task_dispatcher.shutdown(timeout=5)
+        self._thread.join(5)
 
 
 def serve_http(
-    metrics: Metrics, port: int, live: ProbeCheck, ready: ProbeCheck, host: str = "0.0.0.0"
-) -> WSGIServer:
-    """/metrics, /healthz and /readyz, served from a daemon thread; / lists them, any
-    other path is 404. Port 0 picks a free port (server.server_port). Raises OSError when
-    the port cannot be bound."""
+    metrics: Metrics,
+    port: int,
+    live: ProbeCheck,
+    ready: ProbeCheck,
+    host: str = "0.0.0.0",
+    *,
+    connection_limit: int = HTTP_CONNECTION_LIMIT,
+    connection_timeout_seconds: float = HTTP_CONNECTION_TIMEOUT_SECONDS,
+) -> HttpServer:
+    """/metrics, /healthz and /readyz, served from daemon threads (a fixed number, see
+    HTTP_WORKER_THREADS); / lists them, any other path is 404. Port 0 picks a free port
+    (server.server_port). Raises OSError when the address cannot be bound."""
     metrics_app = make_wsgi_app(metrics.registry)
 
     def app(environ: dict[str, Any], start_response: Callable) -> list[bytes]:
@@ -348,10 +389,24 @@ def serve_http(
         start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
         return [f"{'ok' if ok else 'not ok'}: {detail}\n".encode()]
 
-    server = make_server(host, port, app, _ThreadingWSGIServer, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    server = create_server(
+        app,
+        host=host,
+        port=port,
+        threads=HTTP_WORKER_THREADS,
+        connection_limit=connection_limit,
+        channel_timeout=connection_timeout_seconds,
+        cleanup_interval=HTTP_CLEANUP_INTERVAL_SECONDS,
+        max_request_header_size=HTTP_MAX_REQUEST_HEADER_BYTES,
+        max_request_body_size=HTTP_MAX_REQUEST_BODY_BYTES,
+        backlog=HTTP_BACKLOG,
+        # poll(), not select(): select() cannot watch a descriptor numbered over 1023.
+        asyncore_use_poll=True,
+        ident="loyalty-consumer",
+    )
+    thread = threading.Thread(target=server.run, name="metrics-http", daemon=True)
     thread.start()
-    return server
+    return HttpServer(server, thread)
 
 
 _INDEX = b"loyalty-consumer: /metrics (Prometheus), /healthz (liveness), /readyz (readiness)\n"

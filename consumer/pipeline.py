@@ -2,12 +2,13 @@
 it is given, no I/O. The service, the offline command and the tests all call this.
 
 Order of checks, cheapest and most fundamental first:
-size -> JSON -> provider -> signature -> event type (other events are ignored here)
+size -> nesting depth -> JSON -> provider -> signature -> event type (other events are ignored here)
 -> the provider's raw schema -> normalisation -> lineage metadata.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 
@@ -34,6 +35,15 @@ from consumer.schemas import (
 )
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+# Webhook bodies nest three or four levels. Anything that walks a parsed body with
+# recursion (fastavro's explanations, repr() in its messages, copy.deepcopy) fails near
+# Python's recursion limit of 1000, and one such record would stop the service on every
+# restart; 64 leaves any provider room for a deeper envelope and stays far below that.
+MAX_NESTING_DEPTH = 64
+# A JSON string, escapes included: outside strings, every '[' and '{' opens a level.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_OPENING = frozenset(b"[{")
 
 
 class Pipeline:
@@ -147,7 +157,31 @@ def _event_type_label(provider: Provider | None, event_type: str | None) -> str:
     return "other"
 
 
+def nesting_depth_exceeds(value: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """True when the JSON text nests arrays and objects deeper than `limit`, judged from
+    the bytes before anything parses them. Bodies with at most `limit` brackets in all
+    (every real webhook) are answered by two byte counts; only the others pay for a scan
+    that is linear in their size, like parsing them would be. For text that is not JSON
+    the answer does not matter: the parser refuses it either way."""
+    if value.count(b"[") + value.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", value).translate(None, _NOT_A_BRACKET)
+    depth = 0
+    for bracket in brackets:
+        if bracket in _OPENING:
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def _parse_object(value: bytes) -> dict:
+    if nesting_depth_exceeds(value):
+        # Refused like text the parser cannot read: no code after this point has to
+        # walk arbitrarily deep attacker-shaped data.
+        raise InvalidJson(f"arrays and objects nested deeper than {MAX_NESTING_DEPTH} levels")
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError as exc:

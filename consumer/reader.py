@@ -11,6 +11,12 @@ Records are read with Avro schema resolution from whatever schema wrote them:
   fingerprint among every released version shipped in the package;
 - Confluent wire format (byte 0, then a 4-byte schema id): the writer schema comes from
   the schema registry.
+
+So through the registry (the production mode) a reader built on any released version
+reads records written with a newer one: a provider symbol it does not know reads as
+'other', a field it does not know is skipped. In single-object mode a reader knows only
+the versions it ships with, and a record written with a newer one is refused, saying
+so: upgrade readers before writers.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -37,7 +38,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from consumer import __version__
 from consumer.checkpoint import Checkpoint, final_commit
 from consumer.config import Settings
-from consumer.dead_letter import HEADERS_OMITTED_BYTES, VALUE_OMITTED_BYTES, dead_letter_headers
+from consumer.dead_letter import dead_letter_headers
 from consumer.errors import FinalCommitFailed, KafkaFailure
 from consumer.kafka_io import (
     DeliveryReports,
@@ -48,7 +49,7 @@ from consumer.kafka_io import (
 )
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
-from consumer.records import Accepted, Ignored, RawRecord, Rejected
+from consumer.records import Accepted, HeaderList, Ignored, RawRecord, Rejected
 from consumer.watchdog import EXIT_SHUTDOWN_DEADLINE, GRACE_SECONDS, Watchdog
 
 log = logging.getLogger(__name__)
@@ -383,9 +384,12 @@ class Runner:
             },
         )
         failed_at = datetime.fromtimestamp(self._clock(), UTC)
-        headers = dead_letter_headers(raw, rejected, failed_at, __version__)
         topic = self._settings.dead_letter_topic
-        value, headers = fit_dead_letter(raw, headers, self._limits[topic])
+        value, headers = fit_dead_letter(
+            raw,
+            partial(dead_letter_headers, raw, rejected, failed_at, __version__),
+            self._limits[topic],
+        )
         self._produce(topic, key=raw.key, value=value, headers=headers)
         reason = rejected.reason
         self._dead_letters_since[reason] = self._dead_letters_since.get(reason, 0) + 1
@@ -514,27 +518,28 @@ class Runner:
 
 
 def fit_dead_letter(
-    raw: RawRecord, headers: list[tuple[str, bytes | None]], limit: int
-) -> tuple[bytes | None, list[tuple[str, bytes | None]]]:
-    """The dead letter's value and headers, made to fit the dead-letter topic: a record
-    too large must not stop the service, or it would stop again on every restart. The
-    value goes first (a header says how large it was; the raw topic still holds it);
-    headers can be as large as a value, so if it still does not fit, the original
-    headers go too (another header says how large they were)."""
+    raw: RawRecord, headers_for: Callable[..., HeaderList], limit: int
+) -> tuple[bytes | None, HeaderList]:
+    """The dead letter's value and headers (`headers_for`: dead_letter_headers with the
+    record's facts bound), made to fit the dead-letter topic: a record too large must not
+    stop the service, or it would stop again on every restart. The value goes first (a
+    header says how large it was; the raw topic still holds it); headers can be as large
+    as a value, so if it still does not fit, the original headers go too (another header
+    says how large they were)."""
+    headers = headers_for()
     if record_size(raw.key, raw.value, headers) <= limit:
         return raw.value, headers
-    omitted = (VALUE_OMITTED_BYTES, str(len(raw.value or b"")).encode())
-    without_value = [*headers, omitted]
-    if record_size(raw.key, None, without_value) <= limit:
+    value_size = len(raw.value or b"")
+    headers = headers_for(value_omitted_bytes=value_size)
+    if record_size(raw.key, None, headers) <= limit:
         log.warning("dead-letter value too large; sent without it", extra=_position(raw))
-        return None, without_value
+        return None, headers
     log.warning(
         "dead letter too large without its value; sent without the original headers",
         extra=_position(raw),
     )
     original_size = sum(len(name.encode()) + len(value or b"") for name, value in raw.headers)
-    ours = headers[len(raw.headers) :]
-    return None, [*ours, omitted, (HEADERS_OMITTED_BYTES, str(original_size).encode())]
+    return None, headers_for(value_omitted_bytes=value_size, headers_omitted_bytes=original_size)
 
 
 def _position(raw: RawRecord) -> dict[str, Any]:

@@ -189,11 +189,27 @@ def _encoder(schema: Any, prefix: bytes) -> Callable[[Any], bytes]:
 
 
 def _without_type_tags(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_type_tags(v) for k, v in value.items() if k != "-type"}
-    if isinstance(value, list):
-        return [_without_type_tags(item) for item in value]
-    return value
+    """A copy of a parsed JSON value without '-type' keys at any depth. Iterative, with
+    an explicit stack: the value is attacker-shaped, and recursion would fail on it."""
+    if not isinstance(value, dict | list):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack = [(value, root)]
+    while stack:
+        source, copy = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, item in items:
+            if isinstance(source, dict) and key == "-type":
+                continue
+            if isinstance(item, dict | list):
+                child: Any = {} if isinstance(item, dict) else []
+                stack.append((item, child))
+                item = child
+            if isinstance(copy, dict):
+                copy[key] = item
+            else:
+                copy.append(item)
+    return root
 
 
 def _record_paths(schema: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -241,6 +257,18 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
+# Single-object encoding names the writer schema only by fingerprint, so a reader can
+# resolve only the versions it ships with: readers must be upgraded before writers. The
+# message says so, and names the way out that needs no such order (the registry).
+UNKNOWN_WRITER_MESSAGE = (
+    "schema fingerprint {fingerprint} is not a known canonical schema (known: {known}): "
+    "the record was written with a newer schema than this reader has. In single-object "
+    "mode, upgrade readers before writers: upgrade this reader to the package version "
+    "that wrote the record (or give it that schema), or read through the schema registry, "
+    "where any released reader reads newer records"
+)
+
+
 class SingleObjectCodec:
     """Avro single-object encoding, for when no registry is configured.
 
@@ -276,8 +304,7 @@ class SingleObjectCodec:
         if writer is None:
             known = ", ".join(sorted(fp.hex() for fp in self._writers))
             raise ValueError(
-                f"schema fingerprint {written_with.hex()} is not a known canonical schema "
-                f"(known: {known}); upgrade the reader"
+                UNKNOWN_WRITER_MESSAGE.format(fingerprint=written_with.hex(), known=known)
             )
         reader = None if writer is self.schema else self.schema
         return schemaless_reader(io.BytesIO(data[10:]), writer, reader)

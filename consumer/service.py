@@ -197,10 +197,11 @@ def run_service(
     startup = StartupState()
     live, ready = probes(settings, runner, metrics, startup)
     try:
-        server = serve_http(metrics, settings.metrics_port, live, ready)
+        server = serve_http(metrics, settings.metrics_port, live, ready, settings.metrics_host)
     except OSError as exc:
         raise ConfigError(
-            f"LOYALTY_METRICS_PORT={settings.metrics_port}: cannot listen there: {exc.strerror}"
+            f"LOYALTY_METRICS_HOST={settings.metrics_host} LOYALTY_METRICS_PORT="
+            f"{settings.metrics_port}: cannot listen there: {exc.strerror or exc}"
         ) from None
     log.info(
         "starting",

@@ -17,7 +17,15 @@ from consumer.errors import NormalizationError
 # ASCII digits only: \d would also take other scripts' digits, which int() reads.
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 # Shopify's GraphQL id of a customer, which some apps send instead of the bare number.
-_SHOPIFY_CUSTOMER_GID = re.compile(r"gid://shopify/Customer/(\d+)")
+# Its number follows the plain id's rules (ASCII digits, positive, canonical spelling).
+_SHOPIFY_CUSTOMER_GID = re.compile(r"gid://shopify/Customer/([0-9]+)")
+# A decimal amount as JSON or a provider writes it: ASCII digits, one point, an optional
+# exponent. Decimal() alone would also read other scripts' digits ('١٢٣') and Python's
+# digit separators ('1_000.5'), which no provider sends and no reader expects.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# 24 integer digits and 24 places (the exponent bounds below) fit in 50 characters;
+# longer text is padding, and the amount is copied into the clean record.
+_MAX_AMOUNT_CHARACTERS = 64
 _TWO_PLACES = Decimal("0.01")
 # Avro long: a larger count would pass JSON parsing but fail to encode.
 _LONG_MAX = 2**63 - 1
@@ -33,6 +41,21 @@ _LEAP_SECOND = re.compile(r"(T\d{2}:\d{2}:)60(?=[.,]\d|Z|z|[+-]|$)")
 # C0 and C1 control characters and DEL: in an email address they are an injection into
 # mail headers or terminals downstream, never part of an address.
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Free text is copied into the clean record, so each field has a bound; without one a
+# body at the payload limit (1 MiB) would become a record over the clean topic's limit
+# (reward.name is copied into reward.label too). Shopify caps names, titles and codes
+# at 255 characters; a reward's display name gets more room, as providers let merchants
+# write it freely.
+MAX_NAME_CHARACTERS = 255
+MAX_REWARD_NAME_CHARACTERS = 1024
+# RFC 5321: a forward-path (an address) is at most 256 octets with its angle brackets.
+MAX_EMAIL_CHARACTERS = 254
+# RFC 1035: a domain name is at most 253 characters in text, each label 1-63 letters,
+# digits or hyphens, neither starting nor ending with a hyphen.
+MAX_HOST_NAME_CHARACTERS = 253
+_HOST_NAME = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MILLISECOND = timedelta(milliseconds=1)
 
@@ -73,6 +96,19 @@ def optional_timestamp(value: Any, field: str) -> datetime | None:
 
 def count(value: Any, field: str) -> int:
     """A non-negative whole number, from an integer or an integer in a string."""
+    number = integer(value, field)
+    if number < 0:
+        raise NormalizationError(f"{field}: must not be negative", field)
+    return number
+
+
+def optional_count(value: Any, field: str) -> int | None:
+    return None if value is None else count(value, field)
+
+
+def integer(value: Any, field: str) -> int:
+    """A whole number that may be negative (a points balance after a claw-back), from an
+    integer or an integer in a string, within a 64-bit long."""
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif (
@@ -84,31 +120,33 @@ def count(value: Any, field: str) -> int:
         number = int(value.strip())
     else:
         raise NormalizationError(f"{field}: expected a whole number", field)
-    if number < 0:
-        raise NormalizationError(f"{field}: must not be negative", field)
-    if number > _LONG_MAX:
+    if not -_LONG_MAX - 1 <= number <= _LONG_MAX:
         raise NormalizationError(f"{field}: too large for a 64-bit integer", field)
     return number
 
 
-def optional_count(value: Any, field: str) -> int | None:
-    return None if value is None else count(value, field)
+def optional_integer(value: Any, field: str) -> int | None:
+    return None if value is None else integer(value, field)
 
 
 def decimal_string(value: Any, field: str) -> str | None:
-    """A canonical decimal string with at least two places ('0.0' -> '0.00').
-    Extra places are kept, never rounded away: this is money."""
+    """The canonical decimal string: at least two places, trailing zeros beyond them
+    dropped, so one amount has one spelling ('0.0' -> '0.00', '25.5000' -> '25.50',
+    '1.125' stays). Places that are not zero are kept, never rounded away: this is money."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise NormalizationError(f"{field}: expected a decimal amount", field)
-    try:
-        # str() first: Decimal(0.1) would expose the float's binary expansion.
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise NormalizationError(f"{field}: not a decimal amount", field) from None
-    if not amount.is_finite():
+    # str() first: Decimal(0.1) would expose the float's binary expansion.
+    text = str(value).strip()
+    if text.lower().lstrip("+-") in ("nan", "snan", "inf", "infinity"):
         raise NormalizationError(f"{field}: not a finite amount", field)
+    if len(text) > _MAX_AMOUNT_CHARACTERS or not _DECIMAL.fullmatch(text):
+        raise NormalizationError(f"{field}: not a decimal amount", field)
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only what Decimal reads
+        raise NormalizationError(f"{field}: not a decimal amount", field) from None
     if amount < 0:
         raise NormalizationError(f"{field}: must not be negative", field)
     if amount and (
@@ -117,7 +155,13 @@ def decimal_string(value: Any, field: str) -> str | None:
         raise NormalizationError(f"{field}: amount out of range", field)
     if not amount:
         amount = Decimal(0)  # '-0.0' and '0E+5' are zero too
-    if amount.as_tuple().exponent > -2:
+    # Trailing zeros beyond two places dropped by hand: Decimal.normalize() would round
+    # to the context's 28 digits.
+    sign, digits, exponent = amount.as_tuple()
+    while exponent < -2 and len(digits) > 1 and digits[-1] == 0:
+        digits, exponent = digits[:-1], exponent + 1
+    amount = Decimal((sign, digits, exponent))
+    if exponent > -2:
         amount = amount.quantize(_TWO_PLACES)
     return format(amount, "f")
 
@@ -131,31 +175,61 @@ def shopify_customer_id(value: Any, field: str) -> str:
         return str(value)
     if isinstance(value, str):
         text = value.strip()
-        if len(text) <= _MAX_DIGITS and text.isdigit() and text.isascii() and int(text) > 0:
-            return str(int(text))
         gid = _SHOPIFY_CUSTOMER_GID.fullmatch(text)
         if gid:
-            return gid.group(1)
+            text = gid.group(1)
+        if len(text) <= _MAX_DIGITS and text.isdigit() and text.isascii() and int(text) > 0:
+            return str(int(text))
     raise NormalizationError(f"{field}: not a Shopify customer id", field)
 
 
-def optional_id(value: Any) -> str | None:
+def optional_id(value: Any, field: str = "id") -> str | None:
     """Provider ids as strings; blank strings count as absent."""
     if value is None:
         return None
     text = str(value).strip()
+    _bounded(text, field, MAX_NAME_CHARACTERS)
     return text or None
 
 
-def optional_text(value: Any) -> str | None:
+def optional_text(
+    value: Any, field: str = "text", max_characters: int = MAX_NAME_CHARACTERS
+) -> str | None:
+    """Trimmed free text, at most `max_characters` (NormalizationError beyond: the clean
+    record must fit its topic); blank text and non-strings count as absent."""
     if not isinstance(value, str):
         return None
-    return value.strip() or None
+    text = value.strip()
+    _bounded(text, field, max_characters)
+    return text or None
+
+
+def host_name(value: str | None, field: str) -> str | None:
+    """A host name (RFC 1035/1123 letters, digits, hyphens and dots, at most 253
+    characters), trimmed; blank counts as absent. Refuses control characters, spaces,
+    ports, paths and anything else a header may carry."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if len(text) > MAX_HOST_NAME_CHARACTERS:
+        raise NormalizationError(
+            f"{field}: longer than a host name ({MAX_HOST_NAME_CHARACTERS} characters)", field
+        )
+    if not _HOST_NAME.fullmatch(text):
+        raise NormalizationError(f"{field}: not a host name", field)
+    return text
+
+
+def _bounded(text: str, field: str, max_characters: int) -> None:
+    if len(text) > max_characters:
+        raise NormalizationError(
+            f"{field}: longer than {max_characters} characters ({len(text)})", field
+        )
 
 
 def email(value: Any, field: str) -> tuple[str | None, str | None]:
     """Trimmed, lower-cased email and its hex SHA-256; (None, None) when absent."""
-    normalised = optional_text(value)
+    normalised = optional_text(value, field, MAX_EMAIL_CHARACTERS)
     if normalised is None:
         return None, None
     if _CONTROL_CHARACTER.search(normalised):

@@ -80,11 +80,14 @@ class MageLoyalty:
             data["shopify_customer_id"], "data.shopify_customer_id"
         )
         points = fields.count(data["points_redeemed"], "data.points_redeemed")
-        reward_id = fields.optional_id(data.get("reward_id"))
-        discount_code = fields.optional_text(data.get("discount_code"))
-        shop = fields.optional_text(body.get("shop"))
+        reward_id = fields.optional_id(data.get("reward_id"), "data.reward_id")
+        discount_code = fields.optional_text(data.get("discount_code"), "data.discount_code")
+        # Mage's shop is its own short handle ('my-store'), not a domain: bounded text.
+        shop = fields.optional_text(body.get("shop"), "shop")
         email, email_sha256 = fields.email(data.get("email"), "data.email")
-        reward_name = fields.optional_text(data["reward_name"])
+        reward_name = fields.optional_text(
+            data["reward_name"], "data.reward_name", fields.MAX_REWARD_NAME_CHARACTERS
+        )
         if reward_name is None:
             raise NormalizationError("data.reward_name: blank", "data.reward_name")
         content_id = _content_id(shop, customer_id, occurred_at, points, reward_id, discount_code)
@@ -97,7 +100,8 @@ class MageLoyalty:
             "source": "points",
             "points_redeemed": points,
             "credits_redeemed": None,
-            "points_balance_after": fields.optional_count(
+            # A balance may be negative: points earned on a refunded order are clawed back.
+            "points_balance_after": fields.optional_integer(
                 data.get("points_balance"), "data.points_balance"
             ),
             "customer": {

@@ -117,8 +117,12 @@ class Rivo:
         reward = body.get("reward") or {}
         customer = body["customer"]
         email, email_sha256 = fields.email(customer.get("email"), "customer.email")
-        reward_name = fields.optional_text(reward.get("name")) or fields.optional_text(
-            body.get("name")
+        label = fields.optional_text(body.get("name"), "name", fields.MAX_REWARD_NAME_CHARACTERS)
+        reward_name = (
+            fields.optional_text(
+                reward.get("name"), "reward.name", fields.MAX_REWARD_NAME_CHARACTERS
+            )
+            or label
         )
         if reward_name is None:
             raise NormalizationError(
@@ -130,31 +134,37 @@ class Rivo:
             "event_id": f"{self.name}:{provider_event_id}",
             "provider": self.name,
             "provider_event_id": provider_event_id,
-            "shop": fields.optional_text(headers.get(SHOP_HEADER))
-            or fields.optional_text(customer.get("shopify_domain")),
+            # The header is not covered by any signature: only a host name passes.
+            "shop": fields.host_name(headers.get(SHOP_HEADER), "X-Shop-Domain")
+            or fields.optional_text(customer.get("shopify_domain"), "customer.shopify_domain"),
             "occurred_at": fields.timestamp(body["applied_at"], "applied_at"),
             "source": _source(body, reward),
             "points_redeemed": fields.count(body["points_amount"], "points_amount"),
             "credits_redeemed": fields.decimal_string(body.get("credits_amount"), "credits_amount"),
-            "points_balance_after": fields.optional_count(
+            # A balance may be negative: points earned on a refunded order are clawed back.
+            "points_balance_after": fields.optional_integer(
                 customer.get("points_tally"), "customer.points_tally"
             ),
             "customer": {
                 "shopify_customer_id": fields.shopify_customer_id(customer["id"], "customer.id"),
                 "email": email,
                 "email_sha256": email_sha256,
-                "first_name": fields.optional_text(customer.get("first_name")),
-                "last_name": fields.optional_text(customer.get("last_name")),
-                "loyalty_status": fields.optional_text(customer.get("loyalty_status")),
+                "first_name": fields.optional_text(
+                    customer.get("first_name"), "customer.first_name"
+                ),
+                "last_name": fields.optional_text(customer.get("last_name"), "customer.last_name"),
+                "loyalty_status": fields.optional_text(
+                    customer.get("loyalty_status"), "customer.loyalty_status"
+                ),
                 "accepts_marketing": customer.get("accepts_marketing"),
             },
             "reward": {
-                "id": fields.optional_id(reward.get("id"))
-                or fields.optional_id(body.get("reward_id")),
+                "id": fields.optional_id(reward.get("id"), "reward.id")
+                or fields.optional_id(body.get("reward_id"), "reward_id"),
                 "name": reward_name,
-                "label": fields.optional_text(body.get("name")),
+                "label": label,
                 "type": None if reward_type is None else REWARD_TYPES.get(reward_type, "other"),
-                "discount_code": fields.optional_text(body.get("code")),
+                "discount_code": fields.optional_text(body.get("code"), "code"),
                 "expires_at": fields.optional_timestamp(body.get("expires_at"), "expires_at"),
                 "used_at": fields.optional_timestamp(body.get("used_at"), "used_at"),
                 "refunded_at": fields.optional_timestamp(body.get("refunded_at"), "refunded_at"),

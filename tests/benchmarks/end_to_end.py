@@ -12,10 +12,12 @@ turn (interleaved, so a slow minute on a shared machine hits all of them alike):
   C   the same job in Quix Streams, calling this project's pipeline and encoder
   D   the pipeline alone, without Kafka, and orjson.loads alone
   E   two service processes in one group
+  M   the service, at-least-once, with a bounded prefetch (BOUNDED_PREFETCH below):
+      the memory check
 
 Each Kafka contender starts as a fresh process with a new group and new output topics
 (broker-stamped LogAppendTime), and is stopped with SIGTERM once the outputs are all
-there. The figures (defined in README "Performance"):
+there. The figures (defined in docs/performance.md):
 
   e2e rec/s     raw records / (time of the last output - process start)
   steady rec/s  raw records in the window / (last output - first output), where the
@@ -59,6 +61,17 @@ PARTITIONS = 6
 RUN_TIMEOUT_SECONDS = 300.0
 WATERMARK_POLL_SECONDS = 0.25
 CONFIG_SOURCE = REPO_ROOT / "consumer" / "config.py"
+# Contender M: librdkafka's prefetch bounded through the service's own KAFKA_CONSUMER_*
+# pass-through, so its peak memory shows what a bounded deployment needs. librdkafka's
+# defaults (queued.max.messages.kbytes 64 MiB, fetch.max.bytes 50 MiB) let the prefetch
+# queue alone grow to tens of MiB on a backlog; 4 MiB still holds several batches of
+# webhooks (1-2 KiB each, 500 per batch), and a 1 MiB fetch (above the consumer's
+# message.max.bytes, as librdkafka requires) keeps one response small.
+BOUNDED_PREFETCH = {
+    "KAFKA_CONSUMER_QUEUED_MAX_MESSAGES_KBYTES": "4096",
+    "KAFKA_CONSUMER_FETCH_MAX_BYTES": str(1024 * 1024),
+    "KAFKA_CONSUMER_MAX_PARTITION_FETCH_BYTES": str(256 * 1024),
+}
 
 
 @dataclasses.dataclass
@@ -85,6 +98,7 @@ CONTENDERS = [
     Contender("B'", "service, exactly-once"),
     Contender("C", "Quix Streams + pipeline"),
     Contender("E", "service x2, one group", processes=2),
+    Contender("M", "service, bounded prefetch"),
     Contender("D", "pipeline alone (no Kafka)"),
 ]
 
@@ -175,7 +189,7 @@ def _python() -> str:
     return sys.executable
 
 
-def _service_env(job: dict[str, Any], exactly_once: bool) -> dict[str, str]:
+def _service_env(job: dict[str, Any], exactly_once: bool, bounded: bool = False) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -193,16 +207,18 @@ def _service_env(job: dict[str, Any], exactly_once: bool) -> dict[str, str]:
     )
     if exactly_once:
         env["LOYALTY_PROCESSING_GUARANTEE"] = "exactly-once"
+    if bounded:
+        env.update(BOUNDED_PREFETCH)
     return env
 
 
 def _commands(contender: Contender, job: dict[str, Any]) -> tuple[list[list[str]], dict]:
     encoded = orjson.dumps(job).decode()
-    if contender.key in ("B", "B'", "E"):
+    if contender.key in ("B", "B'", "E", "M"):
         command = [_python(), "-m", "consumer", "run"]
         if job.get("profile_to"):
             command[1:1] = ["-m", "cProfile", "-o", job["profile_to"]]
-        env = _service_env(job, exactly_once=contender.key == "B'")
+        env = _service_env(job, exactly_once=contender.key == "B'", bounded=contender.key == "M")
         return [command] * contender.processes, env
     name = {"A": "passthrough", "C": "quix", "D": "pipeline"}[contender.key]
     command = [_python(), "-m", "tests.benchmarks.contenders", name, encoded]
@@ -411,6 +427,9 @@ def render_table(summary: dict[str, Any]) -> str:
             f"({d['pipeline_us_per_record']:.1f} µs vs {d['orjson_loads_us_per_record']:.2f} µs "
             "per record)"
         )
+    if "M" in summary["contenders"]:
+        limits = ", ".join(f"{name}={value}" for name, value in BOUNDED_PREFETCH.items())
+        lines.append(f"M's prefetch limits: {limits}")
     return "\n".join(lines)
 
 

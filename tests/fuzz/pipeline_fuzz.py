@@ -5,11 +5,13 @@
 
 The property: process() returns exactly one Outcome for ANY input and never raises,
 and an Accepted record always encodes with the canonical schema (the service would
-otherwise stop on it, and again on every restart). Three shapes of input, chosen by the
+otherwise stop on it, and again on every restart). Four shapes of input, chosen by the
 first byte:
   0: raw bytes as the value, no secret configured (parser, routing, schema, normalising);
   1: a seed payload with one value replaced by fuzzed JSON, signed (normalising, encoding);
-  2: the seed's value with fuzzed headers, secrets configured (header and signature code).
+  2: the seed's value with fuzzed headers, secrets configured (header and signature code);
+  3: generated structure (tests/helpers/structures.py), the fuzzer choosing: nesting to
+     10,000 levels, strings to 2 MB, digits of other scripts, hostile header values.
 The catalogue of hostile input and the providers' documented payloads are the seeds.
 A crash found here becomes a case in tests/unit/test_fuzz_regressions.py.
 """
@@ -31,6 +33,7 @@ with atheris.instrument_imports(include=["consumer"]):
 import orjson
 
 from tests.helpers import hostile, payloads
+from tests.helpers.structures import structural_case
 
 UNSIGNED = Pipeline()
 SIGNED = Pipeline(secrets={name: (secret,) for name, secret in LOCAL_SECRETS.items()})
@@ -74,9 +77,28 @@ def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     return found
 
 
+class FuzzedChooser:
+    """The structure generator's choices, made by the fuzzer's data."""
+
+    def __init__(self, data: atheris.FuzzedDataProvider) -> None:
+        self._data = data
+
+    def below(self, n: int) -> int:
+        return self._data.ConsumeIntInRange(0, n - 1)
+
+
+# Large enough that a generated 2 MB string reaches the normalisers.
+ROOMY = Pipeline(max_payload_bytes=4 * 1024 * 1024)
+
+
 def test_one_input(raw_input: bytes) -> None:
     data = atheris.FuzzedDataProvider(raw_input)
-    shape = data.ConsumeIntInRange(0, 2)
+    shape = data.ConsumeIntInRange(0, 3)
+    if shape == 3:
+        case = structural_case(FuzzedChooser(data))
+        for pipeline in (SIGNED, ROOMY):
+            check(pipeline, RawRecord(value=case.value, headers=case.headers, topic="f"))
+        return
     if shape == 0:
         check(UNSIGNED, RawRecord(value=data.ConsumeBytes(data.remaining_bytes()), topic="f"))
         return
@@ -110,7 +132,7 @@ def test_one_input(raw_input: bytes) -> None:
 
 def write_seeds(corpus: Path) -> None:
     """Shape-0 inputs for every catalogue case and seed payload: a leading 0 byte
-    selects raw bytes (ConsumeIntInRange reads one byte for a range of 3)."""
+    selects raw bytes (ConsumeIntInRange reads one byte for a range of 4)."""
     corpus.mkdir(parents=True, exist_ok=True)
     values = [case.value for case in hostile.catalogue() if case.value is not None]
     values += [payloads.rivo_seed_bytes(), payloads.mage_seed_bytes()]

@@ -18,8 +18,20 @@ from typing import Any
 import orjson
 
 from consumer.dev.samples import LOCAL_SECRETS
-from consumer.dev.signing import mage_loyalty_headers, rivo_documented_headers, rivo_wire_headers
-from consumer.providers import mage_loyalty, rivo
+from consumer.dev.signing import (
+    SIGNERS,
+    mage_loyalty_headers,
+    rivo_documented_headers,
+    rivo_wire_headers,
+)
+from consumer.pipeline import MAX_NESTING_DEPTH
+from consumer.providers import PROVIDERS, mage_loyalty, rivo
+from consumer.providers.fields import (
+    MAX_EMAIL_CHARACTERS,
+    MAX_HOST_NAME_CHARACTERS,
+    MAX_NAME_CHARACTERS,
+    MAX_REWARD_NAME_CHARACTERS,
+)
 from consumer.records import HeaderList
 from consumer.schemas import load_schema
 from tests.helpers import payloads
@@ -42,7 +54,8 @@ class HostileCase:
     expected: str  # accepted, ignored, or the dead letter's loyalty.error.reason
     field: str | None  # the dead letter's loyalty.error.field, when one is named
     why: str
-    # Documented as one row of the README table; the generated wrong-type cases share one.
+    # Documented as one row of the table in docs/hostile-input.md; the generated
+    # wrong-type cases share one.
     row: str = ""
 
     @property
@@ -195,11 +208,35 @@ def _hand_written() -> Iterator[HostileCase]:
         "the parser stops at depth 1024 instead of exhausting the stack",
     )
     yield rivo_case(
-        "500-deep nesting in an unknown field",
-        seed_without_closing_brace() + b',"deep":' + b"[" * 500 + b"]" * 500 + b"}",
+        "60-deep nesting in an unknown field",
+        seed_without_closing_brace() + b',"deep":' + b"[" * 60 + b"]" * 60 + b"}",
         ACCEPTED,
         None,
-        "deep but within the parser's limit; unknown fields are allowed",
+        f"within the nesting limit ({MAX_NESTING_DEPTH} levels); unknown fields are allowed",
+    )
+    yield rivo_case(
+        "500-deep nesting in an unknown field",
+        seed_without_closing_brace() + b',"deep":' + b"[" * 500 + b"]" * 500 + b"}",
+        "invalid_json",
+        None,
+        f"over the nesting limit ({MAX_NESTING_DEPTH} levels), checked on the bytes before "
+        "parsing: nothing after it walks attacker-shaped depth",
+    )
+    deep_violation = dumps(rivo_body(with_field("customer.email", {"a": 1})))
+    yield rivo_case(
+        "1,000-deep nesting beside a schema violation",
+        deep_violation[:-1] + b',"deep":' + b"[" * 1000 + b"]" * 1000 + b"}",
+        "invalid_json",
+        None,
+        "explaining the violation once walked the whole body recursively and crashed "
+        "(RecursionError) on every restart; the nesting limit refuses it first",
+    )
+    yield rivo_case(
+        "10,000-deep nesting inside a string",
+        rivo_body(with_field("note", "[{" * 10_000)),
+        ACCEPTED,
+        None,
+        "brackets inside a JSON string are text, not nesting",
     )
     yield rivo_case(
         "1e400",
@@ -463,6 +500,57 @@ def _hand_written() -> Iterator[HostileCase]:
         "a provider with a secret configured must sign",
     )
 
+    # Header-derived values (no signature covers a header).
+    for label, shop, expected in (
+        ("a host name", b"shop-1.myshopify.com", ACCEPTED),
+        ("CR LF", b"shop.myshopify.com\r\nX-Injected: 1", "normalization_error"),
+        ("an escape sequence", b"\x1b[2Jshop.myshopify.com", "normalization_error"),
+        ("120 KB", b"a" * 120_000, "normalization_error"),
+        ("a port", b"shop.myshopify.com:443", "normalization_error"),
+        ("a URL", b"https://shop.myshopify.com/", "normalization_error"),
+        ("not UTF-8", b"shop\xff.myshopify.com", "normalization_error"),
+    ):
+        yield rivo_case(
+            f"X-Shop-Domain with {label}",
+            rivo_body(),
+            expected,
+            "X-Shop-Domain" if expected != ACCEPTED else None,
+            "X-Shop-Domain sets `shop` and no signature covers it: only a host name of at "
+            f"most {MAX_HOST_NAME_CHARACTERS} characters passes",
+            extra=[("X-Shop-Domain", shop)],
+        )
+    yield HostileCase(
+        "spoofed dead-letter headers",
+        b"{not json",
+        [
+            ("loyalty.error.provider", b"mage_loyalty"),
+            ("loyalty.error.reason", b"signature_invalid"),
+            ("loyalty.error.value_omitted_bytes", b"1"),
+            ("__connect.errors.topic", b"elsewhere"),
+        ],
+        "invalid_json",
+        None,
+        "the service writes every one of its dead-letter headers, empty where it does not "
+        "apply, after the original ones; readers take the last, the service's own",
+    )
+    expiry = rivo_body(with_field("customer.event_type", "notification/reward_expiry_last_chance"))
+    expiry_value = dumps(expiry)
+    yield HostileCase(
+        "signed reward-expiry body relabelled as a redemption by the topic header",
+        expiry_value,
+        [
+            (name, RIVO_EVENT.encode() if name == "rivo-webhook-topic" else value)
+            for name, value in rivo_documented_headers(
+                LOCAL_SECRETS["rivo"], expiry_value, "notification/reward_expiry_last_chance"
+            )
+        ],
+        ACCEPTED,
+        None,
+        "Rivo's signature does not cover the topic header and its bodies do not reliably "
+        "name their type, so the header decides (contract); the defence is that only the "
+        "webhook receiver may write the raw topic (ACL, docs/hostile-input.md)",
+    )
+
     # Routing.
     yield HostileCase(
         "no provider recognisable",
@@ -614,6 +702,89 @@ def _hand_written() -> Iterator[HostileCase]:
         "Shopify ids are positive",
     )
     yield rivo_case(
+        "600 KB reward name",
+        rivo_body(with_field("reward.name", "x" * 600_000)),
+        "normalization_error",
+        "reward.name",
+        f"free text is bounded ({MAX_REWARD_NAME_CHARACTERS} characters): copied into "
+        "reward.name and reward.label it made a clean record over the topic's limit, and "
+        "the service stopped on every restart",
+    )
+    yield rivo_case(
+        "600 KB reward label",
+        rivo_body(with_field("name", "x" * 600_000)),
+        "normalization_error",
+        "name",
+        "the label shown to the customer is free text, bounded like the name",
+    )
+    yield mage_case(
+        "600 KB Mage reward name",
+        mage_body(with_field("data.reward_name", "x" * 600_000)),
+        "normalization_error",
+        "data.reward_name",
+        "Mage copies the name into reward.name and reward.label: bounded",
+    )
+    yield rivo_case(
+        "300-character first name",
+        rivo_body(with_field("customer.first_name", "J" * 300)),
+        "normalization_error",
+        "customer.first_name",
+        f"names are bounded ({MAX_NAME_CHARACTERS} characters, as Shopify's own)",
+    )
+    yield rivo_case(
+        "300-character email",
+        rivo_body(with_field("customer.email", "j" * 290 + "@example.com")),
+        "normalization_error",
+        "customer.email",
+        f"an address is at most {MAX_EMAIL_CHARACTERS} characters (RFC 5321)",
+    )
+    yield rivo_case(
+        "negative points balance",
+        rivo_body(with_field("customer.points_tally", -120)),
+        ACCEPTED,
+        None,
+        "a balance goes negative when points earned on a refunded order are clawed back",
+    )
+    yield mage_case(
+        "negative Mage points balance",
+        mage_body(with_field("data.points_balance", "-5")),
+        ACCEPTED,
+        None,
+        "only the points spent must not be negative",
+    )
+    yield rivo_case(
+        "amount with trailing zeros",
+        rivo_body(with_field("credits_amount", "25.5000")),
+        ACCEPTED,
+        None,
+        'one amount, one spelling: "25.50"',
+    )
+    for label, amount in (
+        ("Arabic-Indic digits", "\u0661\u0662\u0663"),
+        ("digit separator", "1_000.5"),
+    ):
+        yield rivo_case(
+            f"amount with {label}",
+            rivo_body(with_field("credits_amount", amount)),
+            "normalization_error",
+            "credits_amount",
+            "an amount is ASCII digits with one point; Decimal() alone would read it",
+        )
+    for label, gid, expected in (
+        ("Arabic-Indic digits", "gid://shopify/Customer/\u0661\u0662\u0663", "normalization_error"),
+        ("zero", "gid://shopify/Customer/0", "normalization_error"),
+        ("an injected newline", "gid://shopify/Customer/12\n34", "normalization_error"),
+        ("leading zeros", "gid://shopify/Customer/0009876543210987", ACCEPTED),
+    ):
+        yield rivo_case(
+            f"gid customer id with {label}",
+            rivo_body(with_field("customer.id", gid)),
+            expected,
+            "customer.id" if expected != ACCEPTED else None,
+            "a gid's number follows the plain id's rules: ASCII digits, positive, "
+            "leading zeros dropped (it becomes the record key)",
+        )
+    yield rivo_case(
         "type tag key",
         rivo_body(with_field("-type", "loyalty.raw.rivo.Customer")),
         ACCEPTED,
@@ -665,19 +836,20 @@ def _fields(schema: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from _fields(field["type"], f"{path}.")
 
 
-WRONG_TYPE_ROW = "every field of both raw schemas as each wrong JSON type"
+WRONG_TYPE_ROW = "every field of every raw schema as each wrong JSON type"
 
 
 def _wrong_types() -> Iterator[HostileCase]:
-    for provider, body_of, sign in (
-        (rivo.PROVIDER, rivo_body, rivo_signed),
-        (mage_loyalty.PROVIDER, mage_body, mage_signed),
-    ):
+    # Every registered provider, signed as it signs (its signing.toml), so that each
+    # case reaches the schema check.
+    for provider in PROVIDERS:
+        secret = LOCAL_SECRETS[provider.name]
+        sign = SIGNERS[provider.name]
         for path, avro_type in _fields(load_schema(provider.raw_schema_file)):
             for json_name, sample in JSON_SAMPLES.items():
                 if _accepts(avro_type, json_name):
                     continue
-                body = body_of()
+                body = payloads.seed(provider.name)
                 parent = body
                 *parents, last = path.split(".")
                 for key in parents:
@@ -691,7 +863,7 @@ def _wrong_types() -> Iterator[HostileCase]:
                 yield HostileCase(
                     f"{provider.name}.{path} as {json_name}",
                     value,
-                    sign(value),
+                    sign(secret, value, provider.redemption_event),
                     "schema_violation",
                     path,
                     f"the raw schema types {path}; a {json_name} is refused naming the field",
@@ -709,17 +881,17 @@ def catalogue() -> list[HostileCase]:
 
 
 def readme_table(cases: list[HostileCase] | None = None) -> str:
-    """The catalogue as the README's markdown table: one row per class."""
+    """The catalogue as the markdown table of docs/hostile-input.md: one row per class."""
     cases = catalogue() if cases is None else cases
     lines = ["| input | outcome | field | why |", "|---|---|---|---|"]
-    generated = [case for case in cases if case.row == WRONG_TYPE_ROW]
     for case in cases:
         if case.row:
             continue
         field = f"`{case.field}`" if case.field else ""
         lines.append(f"| {_cell(case.name)} | `{case.expected}` | {field} | {_cell(case.why)} |")
     lines.append(
-        f"| {WRONG_TYPE_ROW} ({len(generated)} cases, generated from the schemas) "
+        # No count: a new provider's schema adds cases without changing the docs.
+        f"| {WRONG_TYPE_ROW} (generated from the schemas of the registered providers) "
         "| `schema_violation` | the field's path | the raw schema types every field; "
         "a value of another JSON type is refused, naming the field |"
     )

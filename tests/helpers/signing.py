@@ -7,6 +7,9 @@ Rivo, documented: Rivo-Signature: <base64 HMAC-SHA256(secret, body)>.
 Rivo, on the wire (Standard Webhooks): rivo-webhook-signature: v1,<base64 HMAC-SHA256(
 key, "{rivo-webhook-id}.{rivo-webhook-timestamp}.{body}")>; a secret written
 whsec_<base64> stands for the base64-decoded key.
+
+REDEMPTION_SIGNERS, for tests that iterate the registry, signs by each provider's
+signing.toml (consumer/dev/webhooks/<provider>/), itself written from the documentation.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable
+
+from consumer.dev.signing import SigningScheme, signing_schemes
+from consumer.providers import PROVIDERS
 
 Headers = list[tuple[str, bytes | None]]
 
@@ -99,13 +106,21 @@ def rivo_wire_headers(
     return headers
 
 
-def _rivo_documented_with_topic(body: bytes, secret: str | None = None) -> Headers:
-    return rivo_documented_headers(body, secret, topic="points_redemption/created")
+def _redemption_signer(scheme: SigningScheme, event_type: str) -> Callable[..., Headers]:
+    def sign(body: bytes, secret: str) -> Headers:
+        return list(scheme.sign(secret, body, event_type))
+
+    sign.__name__ = f"{scheme.name} signature".replace(" ", "_")
+    return sign
 
 
-# Every way each provider signs a redemption, by provider name: tests that iterate the
-# registry sign with these. A new provider adds its line here (its tests' part).
-REDEMPTION_SIGNERS = {
-    "mage_loyalty": (mage_headers,),
-    "rivo": (_rivo_documented_with_topic, rivo_wire_headers),
+# Every way each registered provider signs a redemption, by provider name, from its
+# signing.toml (consumer/dev/webhooks/<provider>/): tests that iterate the registry sign
+# with these, so a new provider needs no line here.
+REDEMPTION_SIGNERS: dict[str, tuple[Callable[..., Headers], ...]] = {
+    provider.name: tuple(
+        _redemption_signer(scheme, provider.redemption_event)
+        for scheme in signing_schemes(provider.name)
+    )
+    for provider in PROVIDERS
 }

@@ -149,3 +149,21 @@ def service_acls(
         for key, (resource_type, name, pattern, operation) in named.items()
         if key not in without
     ]
+
+
+def receiver_acls(principal: Principal, *, raw_topic: str) -> list[AclBinding]:
+    """The webhook receiver's one right: write the raw topic. No other principal gets
+    WRITE on it (the broker denies what no ACL allows), because no signature covers
+    Rivo's topic header: whoever can write the raw topic can relabel a signed body's
+    event type. Since Kafka 3.0 WRITE on a topic also allows an idempotent producer."""
+    return [
+        AclBinding(
+            ResourceType.TOPIC,
+            raw_topic,
+            ResourcePatternType.LITERAL,
+            principal.principal,
+            "*",
+            AclOperation.WRITE,
+            AclPermissionType.ALLOW,
+        )
+    ]

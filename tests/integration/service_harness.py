@@ -11,6 +11,7 @@ from types import MappingProxyType
 from confluent_kafka import OFFSET_INVALID, Consumer, Message, Producer, TopicPartition
 
 from consumer.config import Settings
+from consumer.kafka_io import output_limits
 from consumer.metrics import Metrics, serve_http
 from consumer.records import HeaderList
 from consumer.runner import Runner
@@ -73,7 +74,8 @@ def start_service(settings: Settings, serve: bool = False) -> ServiceRun:
 
     def target() -> None:
         try:
-            runner.run()
+            # As run_service does: the output topics' limits, read once at start-up.
+            runner.run(output_limits(settings, (settings.clean_topic, settings.dead_letter_topic)))
         except BaseException as exc:  # surfaced by stop()
             run.errors.append(exc)
 

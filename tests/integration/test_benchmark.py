@@ -31,7 +31,7 @@ def test_every_contender_writes_the_expected_outputs(kafka_bootstrap_servers, tm
             "--rounds",
             "1",
             "--only",
-            "A,B,B',E,D",
+            "A,B,B',E,M,D",
             "--bootstrap-servers",
             kafka_bootstrap_servers,
             "--results-dir",
@@ -47,12 +47,17 @@ def test_every_contender_writes_the_expected_outputs(kafka_bootstrap_servers, tm
     assert report["summary"]["skipped"] == {}
     workload = mixed_records(RECORDS)
     runs = {run["contender"]: run for run in report["runs"]}
-    assert set(runs) == {"A", "B", "B'", "E", "D"}
+    assert set(runs) == {"A", "B", "B'", "E", "M", "D"}
     assert runs["A"]["outputs"] == RECORDS
-    for key in ("B", "B'", "E"):
+    for key in ("B", "B'", "E", "M"):
         assert runs[key]["outputs"] == workload.pipeline_outputs == runs[key]["expected_outputs"]
     assert runs["E"]["processes"] == 2
     assert "| B' | service, exactly-once |" in completed.stdout
+    # Every Kafka contender and the pipeline alone report CPU per record and peak memory.
+    for key in ("A", "B", "B'", "E", "M", "D"):
+        assert runs[key]["cpu_seconds"] > 0
+        assert runs[key]["peak_rss_mb"] > 0
+    assert "M's prefetch limits: KAFKA_CONSUMER_QUEUED_MAX_MESSAGES_KBYTES=" in completed.stdout
 
 
 def test_the_mix_is_seven_accepted_two_ignored_one_rejected_in_ten():

@@ -128,7 +128,8 @@ def test_every_hostile_case_through_the_running_service(
             mismatches.append((case.name, "missing from the dead-letter topic"))
             continue
         got = (headers.get(dead_letter.REASON), headers.get(dead_letter.FIELD))
-        want = (case.expected.encode(), case.field.encode() if case.field else None)
+        # Every service header is written; an empty one does not apply.
+        want = (case.expected.encode(), case.field.encode() if case.field else b"")
         if got != want:
             mismatches.append((case.name, got, want))
     assert mismatches == []
@@ -149,8 +150,23 @@ def test_every_hostile_case_through_the_running_service(
     assert "x-padding" not in kept
     assert kept[dead_letter.HEADERS_OMITTED_BYTES] == str(len("x-padding") + ONE_MEBIBYTE).encode()
 
+    # Headers forged upstream under the service's own names stay byte for byte, and the
+    # last occurrence of each name, where readers look, is the service's.
+    spoofed = dead_by_key[b"spoofed dead-letter headers"]
+    assert spoofed.headers()[: len(by_name["spoofed dead-letter headers"].headers)] == list(
+        by_name["spoofed dead-letter headers"].headers
+    )
+    last = dict(spoofed.headers())
+    assert last[dead_letter.PROVIDER] == b""
+    assert last[dead_letter.REASON] == b"invalid_json"
+    assert last[dead_letter.VALUE_OMITTED_BYTES] == b""
+    assert last[dead_letter.CONNECT_TOPIC] == raw.encode()
+    for name in dead_letter.SERVICE_HEADERS:
+        assert name in last, name
+
 
 def _our_headers(headers) -> dict[str, bytes]:
     """The service's own dead-letter headers; the last of a name wins, because the
-    original headers (which a case may have forged) come first."""
+    original headers (which a case may have forged) come first and the service writes
+    every one of its own after them."""
     return {name: value for name, value in headers or () if name.startswith("loyalty.error.")}

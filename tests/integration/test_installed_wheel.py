@@ -127,6 +127,7 @@ def test_run_from_the_installed_wheel_until_a_record_is_accepted(
         LOYALTY_GROUP_ID=group_id,
         LOYALTY_METRICS_PORT=str(metrics_port),
         RIVO_WEBHOOK_SECRET=LOCAL_SECRETS["rivo"],
+        MAGE_LOYALTY_WEBHOOK_SECRET=LOCAL_SECRETS["mage_loyalty"],
     )
     (sample,) = [
         s

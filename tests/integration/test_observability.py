@@ -1,5 +1,5 @@
 """A real Prometheus scrapes the running service; its counters equal what was sent.
-The README's metrics table matches what /metrics exposes."""
+The metrics tables (README and docs/) match what /metrics exposes."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from tests.integration.service_harness import (
 )
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = README.parent / "docs"
 # Several scrapes at 1 s; Prometheus needs a scrape after the last change to see it.
 SCRAPE_WAIT_SECONDS = 60.0
 
@@ -97,8 +98,8 @@ def test_prometheus_scrapes_counters_equal_to_what_was_sent(
     finally:
         service.stop()
 
-    documented = _readme_metrics()
-    assert set(documented) == set(exposed), "README metrics table and /metrics differ"
+    documented = _documented_metrics()
+    assert set(documented) == set(exposed), "docs/operating.md metrics table and /metrics differ"
     for name, (kind, labels) in exposed.items():
         assert documented[name][0] == kind, name
         if labels is not None:  # a labelled metric with no sample yet shows no labels
@@ -154,9 +155,10 @@ def _exposed_metrics(text: str) -> dict[str, tuple[str, frozenset[str] | None]]:
     }
 
 
-def _readme_metrics() -> dict[str, tuple[str, frozenset[str]]]:
-    """The README's metrics table: | `name` | type | `label`, ... | meaning |"""
-    rows = re.findall(r"^\| `(loyalty_\w+)` \| (\w+) \|([^|]*)\|", README.read_text(), re.MULTILINE)
+def _documented_metrics() -> dict[str, tuple[str, frozenset[str]]]:
+    """The metrics tables of docs/: | `name` | type | `label`, ... | meaning |"""
+    text = "\n".join(path.read_text() for path in [README, *sorted(DOCS.glob("*.md"))])
+    rows = re.findall(r"^\| `(loyalty_\w+)` \| (\w+) \|([^|]*)\|", text, re.MULTILINE)
     return {name: (kind, frozenset(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
 
 

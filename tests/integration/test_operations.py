@@ -208,7 +208,9 @@ def test_a_failed_at_range_selects_by_time(kafka_bootstrap_servers, new_topic, g
 
 def cli_env(bootstrap: str, **variables: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "LOYALTY_"))}
-    return {**env, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, **variables}
+    # `run` verifies every provider: a secret each.
+    secrets = {f"{name.upper()}_WEBHOOK_SECRET": value for name, value in LOCAL_SECRETS.items()}
+    return {**env, **secrets, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, **variables}
 
 
 def test_an_interrupted_replay_continues_where_it_stopped_and_never_doubles(
@@ -289,6 +291,8 @@ def test_a_metrics_port_in_use_is_one_line_naming_the_variable(
     try:
         monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap_servers)
         monkeypatch.setenv("LOYALTY_METRICS_PORT", str(taken.getsockname()[1]))
+        for name, secret in LOCAL_SECRETS.items():
+            monkeypatch.setenv(f"{name.upper()}_WEBHOOK_SECRET", secret)
         # The service listens on every address, so the taken loopback port conflicts.
         assert main(["run"]) == 2
     finally:

@@ -21,9 +21,12 @@ from confluent_kafka import Consumer, KafkaError, Producer
 
 from consumer.dev.local_broker import free_ports
 from consumer.dev.samples import LOCAL_SECRETS
-from tests.helpers import processes
+from consumer.reader import RedemptionReader
+from tests.helpers import payloads, processes
 from tests.integration.secured_broker import (
+    Principal,
     SecuredBroker,
+    receiver_acls,
     service_acls,
     start_secured_broker,
 )
@@ -37,6 +40,9 @@ from tests.integration.test_service import rivo_redemptions
 
 SERVICE_USER = "loyalty-consumer"
 NO_DEAD_LETTER_USER = "loyalty-consumer-without-dlq"
+RECEIVER_USER = "webhook-receiver"
+# Another application on the same cluster, with rights of its own elsewhere.
+OTHER_USER = "other-application"
 # A hang shows as a failure after this; the service normally ends within seconds.
 EXIT_WAIT_SECONDS = 60
 NOT_COMMITTED = -1001  # librdkafka's OFFSET_INVALID: the group never committed
@@ -45,7 +51,9 @@ NOT_COMMITTED = -1001  # librdkafka's OFFSET_INVALID: the group never committed
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
     workdir = tmp_path_factory.mktemp("secured-broker")
-    broker = start_secured_broker(workdir, SERVICE_USER, NO_DEAD_LETTER_USER)
+    broker = start_secured_broker(
+        workdir, SERVICE_USER, NO_DEAD_LETTER_USER, RECEIVER_USER, OTHER_USER
+    )
     try:
         yield broker
     finally:
@@ -115,6 +123,7 @@ def start_service(
         "LOYALTY_METRICS_PORT": str(metrics_port),
         "LOYALTY_POLL_TIMEOUT_SECONDS": "0.2",
         "RIVO_WEBHOOK_SECRET": LOCAL_SECRETS["rivo"],
+        "MAGE_LOYALTY_WEBHOOK_SECRET": LOCAL_SECRETS["mage_loyalty"],
         # Commit soon after storing, so "everything committed" is quick to observe.
         "KAFKA_CONSUMER_AUTO_COMMIT_INTERVAL_MS": "200",
     }
@@ -222,6 +231,43 @@ def test_the_service_principal_may_do_nothing_else(secured):
     assert {topics.raw, topics.clean, topics.dlq} <= set(visible)
 
 
+def sasl_client(secured: SecuredBroker, user: Principal) -> dict[str, str]:
+    """librdkafka properties of a client authenticated as `user` over SASL_SSL."""
+    return {
+        key.removeprefix("KAFKA_").lower().replace("_", "."): value
+        for key, value in secured.client_settings(user).items()
+        if key != "KAFKA_SASL_PASSWORD_FILE"
+    } | {"sasl.password": user.password}
+
+
+def produce_as(secured: SecuredBroker, user: Principal, topic: str) -> KafkaError | None:
+    """One record produced as `user`; the delivery error, or None when it was written."""
+    outcome: list[KafkaError | None] = []
+    producer = Producer({**sasl_client(secured, user), "enable.idempotence": False})
+    producer.produce(topic, b'{"hello":"world"}', on_delivery=lambda e, _m: outcome.append(e))
+    assert producer.flush(30) == 0, "the delivery report never came"
+    return outcome[0]
+
+
+def test_only_the_receivers_principal_may_write_the_raw_topic(secured):
+    """The trust boundary of Rivo's unsigned topic header: the raw topic is writable by
+    the webhook receiver's principal alone (docs/hostile-input.md, the ACL recipe)."""
+    topics = provision(secured, SERVICE_USER)
+    secured.grant(receiver_acls(secured.users[RECEIVER_USER], raw_topic=topics.raw))
+    elsewhere = f"sec-other-{uuid.uuid4().hex[:8]}"
+    secured.create_topics([elsewhere])
+    other = secured.users[OTHER_USER]
+    secured.grant(receiver_acls(other, raw_topic=elsewhere))  # WRITE, on its own topic
+
+    assert produce_as(secured, secured.users[RECEIVER_USER], topics.raw) is None
+    assert produce_as(secured, other, elsewhere) is None  # the principal itself works
+    refused = produce_as(secured, other, topics.raw)
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    refused = produce_as(secured, secured.users[SERVICE_USER], topics.raw)
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert len(read_all(secured.plaintext, topics.raw, 1)) == 1  # the receiver's record only
+
+
 def test_the_broker_host_name_is_verified(secured):
     """The certificate names 127.0.0.1, not localhost: the same broker reached as
     localhost must be refused, which shows host-name verification is on."""
@@ -302,3 +348,106 @@ def test_a_missing_acl_on_the_dead_letter_topic_ends_the_service_before_committi
     assert len(read_all(secured.plaintext, topics.clean, max(committed, 0), timeout=5)) >= committed
     assert read_all(secured.plaintext, topics.dlq, 0, timeout=3) == []
     assert_no_credential(secured, service)
+
+
+# --- signed means signed: `run` and its secrets ---------------------------------------
+
+
+def run_env(bootstrap: str, **variables: str) -> dict[str, str]:
+    """The environment of `loyalty-consumer run` without any inherited setting."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KAFKA_", "LOYALTY_")) and "_WEBHOOK_SECRET" not in k
+    }
+    return {**env, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, **variables}
+
+
+@pytest.mark.parametrize(
+    "secrets",
+    [
+        {"MAGE_LOYALTY_WEBHOOK_SECRET": LOCAL_SECRETS["mage_loyalty"]},  # Rivo unsigned
+        {"MAGE_LOYALTY_WEBHOOK_SECRET": "m", "RIVO_WEBHOOK_SECRET": " , "},
+    ],
+    ids=["rivo without a secret", "rivo with an empty secret"],
+)
+def test_run_refuses_to_start_unless_every_provider_is_signed(
+    kafka_bootstrap_servers, tmp_path, secrets
+):
+    done = processes.run(
+        [sys.executable, "-m", "consumer", "run"],
+        env=run_env(kafka_bootstrap_servers, LOYALTY_METRICS_PORT="0", **secrets),
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert err.count("\n") == 1, err
+    assert err.startswith("loyalty-consumer: RIVO_WEBHOOK_SECRET: not set or empty")
+    assert "LOYALTY_UNSIGNED_PROVIDERS" in err
+
+
+def test_an_unsigned_provider_is_named_logged_exported_and_left_unverified(
+    kafka_bootstrap_servers, new_topic, group_id, tmp_path
+):
+    raw, clean, dlq = new_topic("raw", 1), new_topic("clean", 1), new_topic("dlq", 1)
+    (metrics_port,) = free_ports(1)
+    env = run_env(
+        kafka_bootstrap_servers,
+        LOYALTY_RAW_TOPIC=raw,
+        LOYALTY_CLEAN_TOPIC=clean,
+        LOYALTY_DLQ_TOPIC=dlq,
+        LOYALTY_GROUP_ID=group_id,
+        LOYALTY_METRICS_PORT=str(metrics_port),
+        LOYALTY_POLL_TIMEOUT_SECONDS="0.2",
+        MAGE_LOYALTY_WEBHOOK_SECRET=LOCAL_SECRETS["mage_loyalty"],
+        LOYALTY_UNSIGNED_PROVIDERS="rivo",
+    )
+    unsigned_rivo = payloads.rivo_seed_bytes()
+    unsigned_mage = payloads.mage_seed_bytes()
+    produce_all(
+        kafka_bootstrap_servers,
+        raw,
+        [
+            (unsigned_rivo, [("rivo-webhook-topic", b"points_redemption/created")]),
+            (unsigned_mage, [("User-Agent", b"MageLoyalty-Webhook/1.0")]),
+        ],
+    )
+    output = tmp_path / "service.log"
+    with open(output, "wb") as sink:
+        process = processes.start(
+            [sys.executable, "-m", "consumer", "run"],
+            env=env,
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    service = ServiceProcess(process, output, metrics_port)
+    try:
+        (accepted,) = read_all(kafka_bootstrap_servers, clean, 1)
+        (rejected,) = read_all(kafka_bootstrap_servers, dlq, 1)
+        metrics = service.metrics_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        status = wait_for_exit(service)
+    assert status == 0, output.read_text()[-4000:]
+
+    # Rivo, opted out: accepted unverified (signature_verified null, as the contract says).
+    record = RedemptionReader().decode(accepted.value())
+    assert record["provider"] == "rivo"
+    assert record["metadata"]["signature_verified"] is None
+    # Mage keeps its secret: an unsigned Mage body is refused.
+    assert dict(rejected.headers())["loyalty.error.reason"] == b"signature_missing"
+    # The opt-out is a metric and a warning at start-up.
+    assert 'loyalty_unsigned_providers{provider="rivo"} 1.0' in metrics
+    assert "mage_loyalty" not in [
+        line.split('"')[1]
+        for line in metrics.splitlines()
+        if line.startswith("loyalty_unsigned_providers{")
+    ]
+    warnings = [line for line in service.lines() if line.get("level") == "WARNING"]
+    assert any(
+        line.get("provider") == "rivo" and "signature checks are off" in line["message"]
+        for line in warnings
+    ), warnings

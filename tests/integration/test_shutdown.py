@@ -51,6 +51,7 @@ def start_service_process(broker: LocalBroker, name: str) -> tuple[subprocess.Po
         "LOYALTY_STATISTICS_INTERVAL_MS": "500",
         "LOYALTY_SHUTDOWN_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
         "RIVO_WEBHOOK_SECRET": LOCAL_SECRETS["rivo"],
+        "MAGE_LOYALTY_WEBHOOK_SECRET": LOCAL_SECRETS["mage_loyalty"],
         # No background commit before the stop: the final commit in close() has work.
         "KAFKA_CONSUMER_AUTO_COMMIT_INTERVAL_MS": "600000",
     }

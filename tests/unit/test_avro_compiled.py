@@ -25,10 +25,11 @@ from consumer.avro_compiled import (
     compile_validator,
 )
 from consumer.errors import SchemaViolation
+from consumer.providers import PROVIDERS, mage_loyalty, rivo
 from consumer.schemas import CANONICAL_SCHEMA_FILE, RawSchema, load_schema
 from tests.helpers.properties import examples
 
-RAW_SCHEMA_FILES = ("mage_loyalty.points_redeemed.avsc", "rivo.points_redemption_created.avsc")
+RAW_SCHEMA_FILES = tuple(provider.raw_schema_file for provider in PROVIDERS)
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
@@ -210,15 +211,16 @@ def test_raw_schema_reports_the_same_violation_as_fastavro_alone(filename, data)
 def test_the_seeds_are_valid_and_a_wrong_type_is_not():
     from tests.helpers import payloads
 
-    mage = compile_validator(parsed(RAW_SCHEMA_FILES[0]))
-    assert mage(payloads.mage_seed())
+    for provider in PROVIDERS:
+        assert compile_validator(parsed(provider.raw_schema_file))(payloads.seed(provider.name))
+    mage = compile_validator(parsed(mage_loyalty.PROVIDER.raw_schema_file))
     body = payloads.mage_seed()
     body["data"]["points_redeemed"] = 1.5
     assert not mage(body)
 
 
 def test_the_generated_source_is_kept_for_reading():
-    source = compile_validator(parsed(RAW_SCHEMA_FILES[1])).__source__
+    source = compile_validator(parsed(rivo.PROVIDER.raw_schema_file)).__source__
     assert "def _record_loyalty_raw_rivo_Customer(record):" in source
 
 
@@ -232,6 +234,32 @@ def test_encoder_writes_fastavros_bytes(filename, data):
     schema = parsed(filename)
     record = data.draw(valid_records(schema, {}))
     assert compiled_encoder(filename)(record) == fastavro_bytes(schema, record)
+
+
+# Sizes and values around the encoder's lookup tables and its inline timestamp path:
+# one- and two-byte lengths and counts, and epoch milliseconds of three 14-bit groups.
+_TABLE_EDGES = (63, 64, 8191, 8192, 8193)
+_THREE_GROUP_EDGES = (2**27, 2**41)
+
+
+def _near(edges: tuple[int, ...]) -> st.SearchStrategy:
+    return st.sampled_from(edges).flatmap(lambda edge: st.integers(edge - 2, edge + 2))
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_encoder_writes_fastavros_bytes_at_the_edges_of_its_tables(data):
+    schema = parsed(CANONICAL_SCHEMA_FILE)
+    record = data.draw(valid_records(schema, {}))
+    edge_strings = _near(_TABLE_EDGES).flatmap(
+        lambda size: st.sampled_from(["x" * size, "é" * (size // 2), "x" + "€" * (size // 3)])
+    )
+    record["event_id"] = data.draw(edge_strings)
+    record["customer"]["shopify_customer_id"] = data.draw(edge_strings)
+    record["customer"]["email"] = data.draw(st.none() | edge_strings)
+    record["points_redeemed"] = data.draw(_near((0, *_TABLE_EDGES)) | st.integers(0, 2**14))
+    record["occurred_at"] = data.draw(_near(_THREE_GROUP_EDGES) | _near((-(2**27), -(2**41))))
+    assert compile_encoder(schema)(record) == fastavro_bytes(schema, record)
 
 
 def test_encoder_writes_fastavros_bytes_for_the_pipelines_records(pipeline):

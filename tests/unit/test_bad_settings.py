@@ -7,10 +7,23 @@ import pytest
 
 from consumer import config
 from consumer.__main__ import main
+from consumer.providers import PROVIDER_NAMES
 
 # A loopback address nothing listens on: the clients are never asked to connect, since
 # every case fails before (settings, or librdkafka's own property check).
 BOOTSTRAP = "127.0.0.1:9"
+
+
+SECRET_VARIABLES = [f"{name.upper()}_WEBHOOK_SECRET" for name in PROVIDER_NAMES]
+
+
+@pytest.fixture(autouse=True)
+def _every_provider_signed(monkeypatch):
+    """`run` refuses to start without a secret or an opt-out for every provider
+    (tests/unit/test_signatures_required.py); these cases are about other settings."""
+    for variable in SECRET_VARIABLES:
+        monkeypatch.setenv(variable, "a-secret")
+
 
 BAD_VALUES = [
     ("KAFKA_BOOTSTRAP_SERVERS", "   ", "must not be blank"),
@@ -34,6 +47,12 @@ BAD_VALUES = [
     ("LOYALTY_METRICS_PORT", "99999", "port"),
     ("LOYALTY_METRICS_PORT", "-1", "port"),
     ("LOYALTY_METRICS_PORT", "http", "integer"),
+    ("LOYALTY_METRICS_HOST", "every interface", "IP address or host name"),
+    ("LOYALTY_METRICS_HOST", "-bad-", "IP address or host name"),
+    ("LOYALTY_UNSIGNED_PROVIDERS", " , ", "provider names"),
+    ("LOYALTY_UNSIGNED_PROVIDERS", "rivo;mage", "provider names"),
+    ("LOYALTY_UNSIGNED_PROVIDERS", "shopify", "unknown provider"),
+    ("LOYALTY_UNSIGNED_PROVIDERS", "rivo", "also has a webhook secret"),
     ("LOYALTY_LIVENESS_TIMEOUT_SECONDS", "0", "positive"),
     ("LOYALTY_LIVENESS_TIMEOUT_SECONDS", "inf", "positive"),
     ("LOYALTY_SHUTDOWN_DEADLINE_SECONDS", "-3", "positive"),
@@ -51,7 +70,7 @@ BAD_VALUES = [
     ("LOYALTY_SESSION_TIMEOUT_MS", "1800001", "6000..1800000"),
     ("KAFKA_CONSUMER_SESSION_TIMEOUT_MS", "5999", "6000..1800000"),
     ("KAFKA_SESSION_TIMEOUT_MS", "soon", "must be an integer"),
-    ("KAFKA_HEARTBEAT_INTERVAL_MS", "15000", "must be lower than session.timeout.ms (15000)"),
+    ("KAFKA_HEARTBEAT_INTERVAL_MS", "45000", "must be lower than session.timeout.ms (45000)"),
     # One topic in two roles: a dead letter on the raw topic is rejected again, forever.
     ("LOYALTY_DLQ_TOPIC", "loyalty.webhooks.raw", "is also LOYALTY_RAW_TOPIC"),
     ("LOYALTY_DLQ_TOPIC", "loyalty.redemptions", "is also LOYALTY_CLEAN_TOPIC"),
@@ -82,6 +101,7 @@ def test_a_bad_value_is_one_line_naming_the_variable(
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", BOOTSTRAP)
+    monkeypatch.delenv(variable.removesuffix("_FILE"), raising=False)  # <NAME> or <NAME>_FILE
     monkeypatch.setenv(variable, value)
     status = main(["run"])
     captured = capsys.readouterr()

@@ -141,7 +141,9 @@ def test_comma_separated_secrets_for_rotation():
 
 
 @pytest.mark.parametrize("value", ["", " ", ",", " , "])
-def test_blank_secrets_mean_no_signature_check(value):
+def test_blank_secrets_are_no_secret(value):
+    # `run` refuses to start on them (test_signatures_required.py); `normalize` and
+    # `local` then check no signature for that provider.
     settings = from_env(MAGE_LOYALTY_WEBHOOK_SECRET=value)
     assert "mage_loyalty" not in settings.webhook_secrets
     assert settings.webhook_secrets.get("mage_loyalty", ()) == ()
@@ -344,3 +346,24 @@ def test_fetch_and_prefetch_are_bounded_by_the_payload_limit():
     assert per_record > 2 * 1024 * 1024
     assert consumer["fetch.max.bytes"] < consumer["receive.message.max.bytes"]
     assert consumer["queued.max.messages.kbytes"] * 1024 >= per_record
+
+
+def test_the_metrics_host():
+    assert Settings.from_env({}).metrics_host == "0.0.0.0"
+    assert from_env(LOYALTY_METRICS_HOST="127.0.0.1").metrics_host == "127.0.0.1"
+    assert from_env(LOYALTY_METRICS_HOST=" :: ").metrics_host == "::"
+    assert from_env(LOYALTY_METRICS_HOST="metrics.internal").metrics_host == "metrics.internal"
+    assert from_env(LOYALTY_METRICS_HOST="127.0.0.1").describe()["metrics_host"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0:9400", "http://x", "every interface", "-x"])
+def test_a_bad_metrics_host_is_refused(value):
+    with pytest.raises(ConfigError, match="LOYALTY_METRICS_HOST"):
+        from_env(LOYALTY_METRICS_HOST=value)
+
+
+def test_unsigned_providers_are_a_comma_list():
+    assert Settings.from_env({}).unsigned_providers == frozenset()
+    settings = from_env(LOYALTY_UNSIGNED_PROVIDERS=" Rivo, mage_loyalty ,")
+    assert settings.unsigned_providers == {"rivo", "mage_loyalty"}
+    assert settings.describe()["unsigned_providers"] == ["mage_loyalty", "rivo"]

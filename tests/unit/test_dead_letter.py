@@ -58,7 +58,10 @@ def test_added_headers_and_their_values():
         ("loyalty.error.event_type", b"points.redeemed"),
         ("loyalty.error.failed_at", b"2026-02-18T12:00:01.250Z"),
         ("loyalty.error.consumer_version", b"1.2.3"),
+        ("loyalty.error.value_omitted_bytes", b""),
+        ("loyalty.error.headers_omitted_bytes", b""),
     ]
+    assert [name for name, _ in added] == list(dead_letter.SERVICE_HEADERS)
 
 
 def test_header_names_are_connects_where_the_meaning_matches():
@@ -69,11 +72,17 @@ def test_header_names_are_connects_where_the_meaning_matches():
     assert dead_letter.CONNECT_EXCEPTION_MESSAGE == "__connect.errors.exception.message"
 
 
-def test_none_valued_headers_are_omitted():
+def test_headers_that_do_not_apply_are_written_empty():
     early = Rejected(reason="invalid_json", message="not UTF-8 JSON", error_class="x.InvalidJson")
     headers = dict(dead_letter_headers(RawRecord(value=b"{"), early, FAILED_AT, "1.2.3"))
-    for name in ("loyalty.error.field", "loyalty.error.provider", "loyalty.error.event_type"):
-        assert name not in headers
+    for name in (
+        "loyalty.error.field",
+        "loyalty.error.provider",
+        "loyalty.error.event_type",
+        "loyalty.error.value_omitted_bytes",
+        "loyalty.error.headers_omitted_bytes",
+    ):
+        assert headers[name] == b""
     assert headers["loyalty.error.reason"] == b"invalid_json"
     assert headers["__connect.errors.partition"] == b"-1"
     assert headers["__connect.errors.offset"] == b"-1"
@@ -118,7 +127,7 @@ def test_headers_for_a_pipeline_rejection(body, headers, reason, field):
     assert added["__connect.errors.exception.message"] == outcome.message.encode()
     assert added["__connect.errors.exception.class.name"].startswith(b"consumer.errors.")
     if field is None:
-        assert "loyalty.error.field" not in added
+        assert added["loyalty.error.field"] == b""
     else:
         assert added["loyalty.error.field"] == field.encode()
 
@@ -134,7 +143,38 @@ def test_original_headers_always_kept_first(headers, field):
     rejected = Rejected(reason="invalid_json", message="m", field=field, error_class="c")
     out = dead_letter_headers(raw, rejected, FAILED_AT, "v")
     assert out[: len(headers)] == headers
-    added_names = [name for name, _ in out[len(headers) :]]
-    assert ("loyalty.error.field" in added_names) == (field is not None)
-    assert "loyalty.error.reason" in added_names
-    assert "loyalty.error.failed_at" in added_names
+    added = out[len(headers) :]
+    assert [name for name, _ in added] == list(dead_letter.SERVICE_HEADERS)
+    assert dict(added)["loyalty.error.field"] == (field or "").encode()
+
+
+SPOOFED = [(name, b"spoofed") for name in dead_letter.SERVICE_HEADERS]
+
+
+def test_spoofed_service_headers_are_kept_but_the_last_occurrence_is_the_services():
+    """An upstream record may carry the service's own header names. They stay, byte for
+    byte (the original headers are evidence), and the service's value of every one of
+    them, empty where it does not apply, comes last, where readers look."""
+    early = Rejected(reason="invalid_json", message="m", error_class="c")
+    raw = RawRecord(value=b"{", headers=SPOOFED, topic="raw", partition=0, offset=1)
+    out = dead_letter_headers(raw, early, FAILED_AT, "v")
+    assert out[: len(SPOOFED)] == SPOOFED
+    last = dict(out)  # the last occurrence of each name
+    assert last["loyalty.error.provider"] == b""
+    assert last["loyalty.error.field"] == b""
+    assert last["loyalty.error.value_omitted_bytes"] == b""
+    assert last["__connect.errors.topic"] == b"raw"
+    assert all(value != b"spoofed" for value in last.values())
+
+
+def test_value_and_headers_omitted():
+    raw = RawRecord(value=b"x" * 10, headers=ORIGINAL, topic="raw", partition=0, offset=1)
+    without_value = dead_letter_headers(raw, REJECTED, FAILED_AT, "v", value_omitted_bytes=10)
+    assert without_value[: len(ORIGINAL)] == ORIGINAL
+    assert dict(without_value)["loyalty.error.value_omitted_bytes"] == b"10"
+    assert dict(without_value)["loyalty.error.headers_omitted_bytes"] == b""
+    without_both = dead_letter_headers(
+        raw, REJECTED, FAILED_AT, "v", value_omitted_bytes=10, headers_omitted_bytes=77
+    )
+    assert [name for name, _ in without_both] == list(dead_letter.SERVICE_HEADERS)
+    assert dict(without_both)["loyalty.error.headers_omitted_bytes"] == b"77"

@@ -345,3 +345,182 @@ def test_epoch_millis_ignores_the_offset_spelling():
 )
 def test_epoch_millis_is_exact_outside_the_lucky_range(moment):
     assert fields.epoch_millis(moment) == (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+# --- signed integers (balances) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(-120, -120), ("-5", -5), (" -5 ", -5), (0, 0), ("27", 27), (-LONG_MAX - 1, -LONG_MAX - 1)],
+)
+def test_a_balance_may_be_negative(value, expected):
+    assert fields.optional_integer(value, "customer.points_tally") == expected
+
+
+@pytest.mark.parametrize("value", ["-\u0661", "\u0661\u0662", "1_000", -LONG_MAX - 2, "5.5", True])
+def test_a_balance_is_still_a_whole_ascii_number_in_range(value):
+    with pytest.raises(NormalizationError) as caught:
+        fields.optional_integer(value, "customer.points_tally")
+    assert caught.value.field == "customer.points_tally"
+
+
+def test_a_missing_balance_is_null():
+    assert fields.optional_integer(None, "customer.points_tally") is None
+
+
+# --- canonical amounts ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("25.5000", "25.50"),
+        ("0.0", "0.00"),
+        ("0.000", "0.00"),
+        ("1.125", "1.125"),
+        ("1.1250", "1.125"),
+        ("1.10", "1.10"),
+        ("1.100", "1.10"),
+        ("100", "100.00"),
+        ("1e2", "100.00"),
+        ("1.5e-1", "0.15"),
+        ("1.2300e-3", "0.00123"),
+        (".5", "0.50"),
+        ("5.", "5.00"),
+        # 30 significant digits: Decimal.normalize() would round to 28; never rounded.
+        ("1.00000000000000000000000000001", "1.00000000000000000000000000001"),
+    ],
+)
+def test_amounts_have_one_spelling(value, expected):
+    assert fields.decimal_string(value, "credits_amount") == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u0661\u0662\u0663",  # Arabic-Indic digits: Decimal() reads them
+        "\u0661\u0662.\u0665",
+        "\uff11\uff12",  # fullwidth
+        "1_000.5",  # Python's digit separator: Decimal() reads it
+        "1 000",
+        "0x10",
+        "1,5",
+        "1." + "0" * 100,  # longer than any amount
+    ],
+)
+def test_amounts_are_ascii_decimals(value):
+    with pytest.raises(NormalizationError) as caught:
+        fields.decimal_string(value, "credits_amount")
+    assert caught.value.message == "credits_amount: not a decimal amount"
+
+
+@given(st.decimals(min_value=0, max_value=Decimal("1e15"), allow_nan=False, places=6))
+def test_canonical_amounts_are_fixed_points_of_the_canonical_form(amount):
+    once = fields.decimal_string(str(amount), "credits_amount")
+    assert fields.decimal_string(once, "credits_amount") == once
+    places = once.partition(".")[2]
+    assert len(places) == 2 or not places.endswith("0")
+
+
+# --- gid ids ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("gid://shopify/Customer/9876543210987", "9876543210987"),
+        ("gid://shopify/Customer/0009876543210987", "9876543210987"),  # as plain ids
+        (" gid://shopify/Customer/7 ", "7"),
+    ],
+)
+def test_gid_ids_follow_the_plain_ids_rules(value, expected):
+    assert fields.shopify_customer_id(value, "customer.id") == expected
+    plain = value.strip().rpartition("/")[2]
+    assert fields.shopify_customer_id(plain, "customer.id") == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "gid://shopify/Customer/0",
+        "gid://shopify/Customer/000",
+        "gid://shopify/Customer/\u0661\u0662\u0663",
+        "gid://shopify/Customer/\uff11\uff12",
+        "gid://shopify/Customer/" + "9" * 21,
+        "gid://shopify/Customer/12\n34",
+        "gid://shopify/Customer/-5",
+        "gid://shopify/Customer/",
+    ],
+)
+def test_gid_ids_refuse_what_plain_ids_refuse(value):
+    with pytest.raises(NormalizationError) as caught:
+        fields.shopify_customer_id(value, "customer.id")
+    assert caught.value.field == "customer.id"
+
+
+# --- bounded text and host names -------------------------------------------------------
+
+
+def test_free_text_is_bounded_naming_the_field_not_the_value():
+    assert fields.optional_text("x" * fields.MAX_NAME_CHARACTERS, "code") is not None
+    with pytest.raises(NormalizationError) as caught:
+        fields.optional_text("secret" * 100, "code")
+    assert caught.value.field == "code"
+    assert "longer than 255 characters" in caught.value.message
+    assert "secret" not in caught.value.message
+
+
+def test_the_bound_applies_after_trimming():
+    padded = " " * 1000 + "x" * fields.MAX_NAME_CHARACTERS + " " * 1000
+    assert fields.optional_text(padded, "code") == "x" * fields.MAX_NAME_CHARACTERS
+
+
+def test_ids_and_emails_are_bounded():
+    with pytest.raises(NormalizationError):
+        fields.optional_id("r" * 256, "reward.id")
+    with pytest.raises(NormalizationError):
+        fields.email("j" * 250 + "@example.com", "customer.email")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("shop.myshopify.com", "shop.myshopify.com"),
+        (" Shop-1.MyShopify.com ", "Shop-1.MyShopify.com"),
+        ("localhost", "localhost"),
+        ("xn--caf-dma.example", "xn--caf-dma.example"),  # an IDN, as DNS spells it
+        ("", None),
+        ("   ", None),
+        (None, None),
+    ],
+)
+def test_host_names(value, expected):
+    assert fields.host_name(value, "X-Shop-Domain") == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "shop.myshopify.com\r\nX-Injected: 1",
+        "\x1b[2Jshop.myshopify.com",
+        "shop\x00.example",
+        "shop.myshopify.com:443",
+        "https://shop.myshopify.com/",
+        "shop .example",
+        "café.example",
+        "\ufffd.example",  # what an undecodable header byte becomes
+        "-shop.example",
+        "shop-.example",
+        "shop..example",
+        "shop.example.",
+        "a" * 64 + ".example",  # a label over 63
+        ".".join(["a" * 63] * 4) + ".example",  # over 253
+        "a" * 120_000,
+    ],
+)
+def test_what_is_not_a_host_name(value):
+    with pytest.raises(NormalizationError) as caught:
+        fields.host_name(value, "X-Shop-Domain")
+    assert caught.value.field == "X-Shop-Domain"
+    assert len(caught.value.message) < 100

@@ -161,3 +161,20 @@ def test_run_help_and_describe_are_generated_from_the_variables():
         assert variable.help in line
         assert variable.field in shown
     assert set(shown) - {v.field for v in VARIABLES} == {"signature_checks"}
+
+
+@pytest.mark.parametrize("depth", [500, 1000, 10_000])
+def test_deep_nesting_beside_a_violation_is_a_rejection_line_not_a_traceback(
+    capsysbinary, tmp_path, depth
+):
+    # The recipe that once raised RecursionError here and stopped the service for good.
+    body = orjson.loads(MAGE_SEED.read_bytes())
+    body["data"]["email"] = {"a": 1}
+    value = orjson.dumps(body)[:-1] + b',"deep":' + b"[" * depth + b"]" * depth + b"}"
+    webhook = tmp_path / "deep.json"
+    webhook.write_bytes(value)
+    status, lines = run(capsysbinary, str(webhook))
+    assert status == 1
+    assert lines[0]["outcome"] == "rejected"
+    assert lines[0]["reason"] == "invalid_json"
+    assert "nested deeper than" in lines[0]["message"]

@@ -371,14 +371,14 @@ def test_a_table_right_aligns_its_counts():
 def test_every_alert_links_to_its_runbook_entry():
     root = Path(__file__).resolve().parents[2]
     alerts = (root / "deploy" / "prometheus" / "alerts.yml").read_text()
-    readme = (root / "README.md").read_text()
+    runbook = (root / "docs" / "operating.md").read_text()
     headings = {
         re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
-        for line in readme.splitlines()
+        for line in runbook.splitlines()
         if line.startswith("#")
     }
     names = set(re.findall(r"- alert: (\w+)", alerts))
-    links = re.findall(r'runbook_url: "README\.md#([\w-]+)"', alerts)
+    links = re.findall(r'runbook_url: "docs/operating\.md#([\w-]+)"', alerts)
     assert names and len(links) == alerts.count("- alert: ")
     assert {name.lower() for name in names} == set(links)
     assert set(links) <= headings

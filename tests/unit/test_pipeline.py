@@ -16,7 +16,11 @@ from hypothesis import strategies as st
 
 import consumer
 from consumer.config import Settings
-from consumer.errors import REJECTION_REASONS
+from consumer.errors import (
+    LOOP_REJECTION_REASONS,
+    PIPELINE_REJECTION_REASONS,
+    REJECTION_REASONS,
+)
 from consumer.pipeline import DEFAULT_MAX_PAYLOAD_BYTES, Pipeline
 from consumer.providers import PROVIDER_NAMES, PROVIDERS
 from consumer.records import Accepted, Ignored, RawRecord, Rejected
@@ -32,8 +36,6 @@ from tests.helpers.signing import (
     rivo_wire_headers,
 )
 
-MAGE_SECRET = "mage-secret"
-RIVO_SECRET = "rivo-secret"
 REDEMPTION_EVENTS = {provider.name: provider.redemption_event for provider in PROVIDERS}
 CANONICAL = parse_schema(json.loads(schema_text(CANONICAL_SCHEMA_FILE)))
 CODEC = SingleObjectCodec()
@@ -41,14 +43,17 @@ CODEC = SingleObjectCodec()
 PLAIN = Pipeline()
 # For comparing two outcomes: processed_at must not differ between them.
 STILL = Pipeline(clock=lambda: 1771416000.0)
-SECRETS = {"mage_loyalty": MAGE_SECRET, "rivo": RIVO_SECRET}
+# A secret for every registered provider, so every one of them is signature-checked.
+SECRETS = {name: f"{name}-secret" for name in PROVIDER_NAMES}
+MAGE_SECRET = SECRETS["mage_loyalty"]
+RIVO_SECRET = SECRETS["rivo"]
 SIGNED = Pipeline(secrets={name: (secret,) for name, secret in SECRETS.items()})
 
 
 def reject(pipeline: Pipeline, record: RawRecord) -> Rejected:
     outcome = pipeline.process(record)
     assert isinstance(outcome, Rejected), outcome
-    assert outcome.reason in REJECTION_REASONS
+    assert outcome.reason in PIPELINE_REJECTION_REASONS
     return outcome
 
 
@@ -65,8 +70,18 @@ def test_rejection_reasons_are_the_contracts():
         "signature_missing",
         "signature_invalid",
         "normalization_error",
+        "output_too_large",
+        "undecodable_record",
+        "internal_error",
     }
     assert len(REJECTION_REASONS) == len(set(REJECTION_REASONS))
+    # The loop's reasons describe what went wrong around a record, never its content.
+    assert set(LOOP_REJECTION_REASONS) == {
+        "output_too_large",
+        "undecodable_record",
+        "internal_error",
+    }
+    assert set(PIPELINE_REJECTION_REASONS) | set(LOOP_REJECTION_REASONS) == set(REJECTION_REASONS)
 
 
 def _one_input_per_reason() -> dict[str, tuple[Pipeline, RawRecord]]:
@@ -83,7 +98,7 @@ def _one_input_per_reason() -> dict[str, tuple[Pipeline, RawRecord]]:
     }
 
 
-@pytest.mark.parametrize("reason", REJECTION_REASONS)
+@pytest.mark.parametrize("reason", PIPELINE_REJECTION_REASONS)
 def test_every_reason_is_reachable(reason):
     pipeline, record = _one_input_per_reason()[reason]
     outcome = reject(pipeline, record)
@@ -93,7 +108,7 @@ def test_every_reason_is_reachable(reason):
 
 
 def test_every_reason_has_an_input():
-    assert set(_one_input_per_reason()) == set(REJECTION_REASONS)
+    assert set(_one_input_per_reason()) == set(PIPELINE_REJECTION_REASONS)
 
 
 # --- invalid_json -------------------------------------------------------------------------
@@ -511,7 +526,7 @@ def check_outcome(outcome) -> None:
         assert outcome.event_type != REDEMPTION_EVENTS[outcome.provider]
         assert outcome.reason == "not_a_redemption"
     else:
-        assert outcome.reason in REJECTION_REASONS
+        assert outcome.reason in PIPELINE_REJECTION_REASONS
         assert isinstance(outcome.message, str) and outcome.message
         assert outcome.field is None or (isinstance(outcome.field, str) and outcome.field)
         assert outcome.provider is None or outcome.provider in PROVIDER_NAMES

@@ -523,7 +523,8 @@ def test_missing_data_with_a_mage_header(pipeline, mage_body):
         ("data.points_redeemed", "-500", "data.points_redeemed", "must not be negative"),
         ("data.points_redeemed", "5.5", "data.points_redeemed", "whole number"),
         ("data.points_redeemed", str(2**63), "data.points_redeemed", "too large"),
-        ("data.points_balance", -1, "data.points_balance", "must not be negative"),
+        ("data.points_balance", "\u0661", "data.points_balance", "whole number"),
+        ("data.reward_name", "x" * 1025, "data.reward_name", "longer than 1024 characters"),
         ("data.shopify_customer_id", "jane", "data.shopify_customer_id", "not a Shopify"),
         ("data.shopify_customer_id", "0", "data.shopify_customer_id", "not a Shopify"),
         ("data.shopify_customer_id", -6789012345, "data.shopify_customer_id", "positive"),
@@ -537,6 +538,19 @@ def test_normalization_errors(pipeline, mage_body, path, value, field, words):
     assert words in outcome.message
     # Messages end up in DLQ headers and logs: they never quote the value.
     assert str(value) not in outcome.message.removeprefix(f"{field}: ")
+
+
+@pytest.mark.parametrize("balance", [-1, "-250", 0])
+def test_a_negative_balance_is_accepted(pipeline, mage_body, balance):
+    # Points earned on a refunded order are clawed back: a balance may go below zero.
+    record = accept(pipeline, set_path(mage_body, "data.points_balance", balance))
+    assert record["points_balance_after"] == int(balance)
+
+
+def test_the_reward_name_at_its_bound_is_accepted(pipeline, mage_body):
+    name = "n" * 1024
+    record = accept(pipeline, set_path(mage_body, "data.reward_name", name))
+    assert record["reward"]["name"] == record["reward"]["label"] == name
 
 
 def test_huge_points_string_is_rejected_not_raised(pipeline, mage_body):

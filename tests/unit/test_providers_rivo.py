@@ -704,7 +704,12 @@ def test_violation_of_a_union_names_every_accepted_type(pipeline, rivo_body):
         ("credits_amount", "abc", "credits_amount", "not a decimal amount"),
         ("credits_amount", "-1.00", "credits_amount", "must not be negative"),
         ("credits_amount", "NaN", "credits_amount", "not a finite amount"),
-        ("customer.points_tally", -3, "customer.points_tally", "must not be negative"),
+        ("customer.points_tally", "1_000", "customer.points_tally", "whole number"),
+        ("reward.name", "x" * 1025, "reward.name", "longer than 1024 characters"),
+        ("name", "x" * 1025, "name", "longer than 1024 characters"),
+        ("code", "c" * 256, "code", "longer than 255 characters"),
+        ("customer.id", "gid://shopify/Customer/\u0661", "customer.id", "not a Shopify"),
+        ("credits_amount", "1_000.5", "credits_amount", "not a decimal amount"),
     ],
 )
 def test_normalization_errors(pipeline, rivo_body, path, value, field, words):
@@ -714,6 +719,38 @@ def test_normalization_errors(pipeline, rivo_body, path, value, field, words):
     assert outcome.message.startswith(f"{field}: ")
     assert words in outcome.message
     assert outcome.provider == "rivo"
+
+
+@pytest.mark.parametrize("balance", [-3, "-3", 0])
+def test_a_negative_balance_is_accepted(pipeline, rivo_body, balance):
+    # Points earned on a refunded order are clawed back: a balance may go below zero.
+    record = accept(pipeline, set_path(rivo_body, "customer.points_tally", balance))
+    assert record["points_balance_after"] == int(balance)
+
+
+@pytest.mark.parametrize(
+    ("credits", "canonical"), [("25.5000", "25.50"), ("0.0", "0.00"), ("1.125", "1.125")]
+)
+def test_credits_come_out_canonical(pipeline, rivo_body, credits, canonical):
+    record = accept(pipeline, set_path(rivo_body, "credits_amount", credits))
+    assert record["credits_redeemed"] == canonical
+
+
+@pytest.mark.parametrize(
+    ("header", "shop"),
+    [(b"shop.myshopify.com", "shop.myshopify.com"), (b"  ", None), (b"", None)],
+)
+def test_x_shop_domain_sets_the_shop_when_it_is_a_host_name(pipeline, rivo_body, header, shop):
+    record = accept(pipeline, rivo_body, [("X-Shop-Domain", header)])
+    assert record["shop"] == (shop or rivo_body["customer"].get("shopify_domain"))
+
+
+@pytest.mark.parametrize(
+    "header", [b"shop.example\r\nX: 1", b"\x1b]0;pwned\x07", b"a" * 120_000, b"shop\xff.com"]
+)
+def test_x_shop_domain_that_is_not_a_host_name_is_rejected(pipeline, rivo_body, header):
+    outcome = reject(pipeline, rivo_body, [("X-Shop-Domain", header)])
+    assert (outcome.reason, outcome.field) == ("normalization_error", "X-Shop-Domain")
 
 
 @pytest.mark.parametrize("credits", ["1e30", 1e300])

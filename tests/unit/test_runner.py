@@ -6,18 +6,25 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from consumer.checkpoint import AtLeastOnce
 from consumer.config import Settings
-from consumer.dead_letter import HEADERS_OMITTED_BYTES, REASON, VALUE_OMITTED_BYTES
+from consumer.dead_letter import (
+    HEADERS_OMITTED_BYTES,
+    REASON,
+    VALUE_OMITTED_BYTES,
+    dead_letter_headers,
+)
 from consumer.errors import DeliveryFailed, FinalCommitFailed
 from consumer.kafka_io import DeliveryReports, record_size
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
-from consumer.records import RawRecord
+from consumer.records import RawRecord, Rejected
 from consumer.runner import UNDECODABLE_ATTEMPTS, Runner, fit_dead_letter
 from consumer.watchdog import Watchdog
 from tests.helpers.payloads import mage_seed_bytes
@@ -314,14 +321,15 @@ def test_a_commit_error_that_is_not_a_rebalance_is_not_retried():
 
 def test_a_dead_letter_too_large_goes_without_its_value_then_without_original_headers():
     raw = RawRecord(value=b"v" * 1000, headers=[("h", b"x" * 1000)], offset=3)
-    ours = [("loyalty.error.reason", b"invalid_json")]
-    headers = [*raw.headers, *ours]
-    assert fit_dead_letter(raw, headers, 10_000) == (raw.value, headers)
-    value, fitted = fit_dead_letter(raw, headers, 1_500)
-    assert (
-        value is None and (VALUE_OMITTED_BYTES, b"1000") in fitted and ("h", b"x" * 1000) in fitted
-    )
-    value, fitted = fit_dead_letter(raw, headers, 400)
-    assert value is None
-    assert ("h", b"x" * 1000) not in fitted and (HEADERS_OMITTED_BYTES, b"1001") in fitted
-    assert record_size(None, None, fitted) <= 400
+    rejected = Rejected(reason="invalid_json", message="not JSON")
+    failed_at = datetime(2026, 2, 18, tzinfo=UTC)
+    headers_for = partial(dead_letter_headers, raw, rejected, failed_at, "1.0")
+    assert fit_dead_letter(raw, headers_for, 10_000) == (raw.value, headers_for())
+    without_value = record_size(None, None, headers_for(value_omitted_bytes=1000))
+    value, fitted = fit_dead_letter(raw, headers_for, without_value)
+    assert value is None and ("h", b"x" * 1000) in fitted
+    assert fitted[-2] == (VALUE_OMITTED_BYTES, b"1000")
+    value, fitted = fit_dead_letter(raw, headers_for, without_value - 1)
+    assert value is None and ("h", b"x" * 1000) not in fitted
+    assert fitted[-1] == (HEADERS_OMITTED_BYTES, b"1001")
+    assert record_size(None, None, fitted) < without_value - 1

@@ -2,7 +2,7 @@
 with any version are read by a reader built on any other (FULL_TRANSITIVE), checked
 with fastavro's schema resolution on arbitrary records of each writer schema.
 
-What a schema change must do (README, "Changing the canonical schema"): add the new
+What a schema change must do (CONTRIBUTING.md, "Changing the canonical schema"): add the new
 version under schemas/history/ and keep this module green.
 """
 
@@ -17,6 +17,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumer.reader import RedemptionReader
 from consumer.schemas import (
     CANONICAL_SCHEMA_FILE,
     SingleObjectCodec,
@@ -97,8 +98,10 @@ def field(raw: dict, name: str) -> dict:
     return next(f for f in raw["fields"] if f["name"] == name)
 
 
+# A provider no version has: the symbol a later release adds (never a registered name,
+# which tests/unit/test_adding_a_provider.py may be adding in a copy of the tree).
 def new_provider_symbol(raw: dict) -> None:
-    field(raw, "provider")["type"]["symbols"].insert(-1, "acme_rewards")
+    field(raw, "provider")["type"]["symbols"].insert(-1, "a_later_provider")
 
 
 def new_optional_field(raw: dict) -> None:
@@ -113,7 +116,7 @@ def new_required_field(raw: dict) -> None:
 
 def enum_without_default(raw: dict) -> None:
     provider = field(raw, "provider")["type"]
-    provider["symbols"].insert(-1, "acme_rewards")
+    provider["symbols"].insert(-1, "a_later_provider")
     del provider["default"]
 
 
@@ -138,16 +141,16 @@ def test_a_new_symbol_without_a_reader_default_is_caught():
     # Deterministic: the one record that carries the new symbol.
     future = edited(new_provider_symbol)
     strict_reader = edited(lambda raw: field(raw, "provider")["type"].pop("default"))
-    record = copy.deepcopy(_ACME_RECORD)
-    with pytest.raises(Exception, match="acme_rewards"):
+    record = copy.deepcopy(_LATER_RECORD)
+    with pytest.raises(Exception, match="a_later_provider"):
         round_trip(record, future, strict_reader)
 
 
 # --- the reader resolves writer schemas by fingerprint -------------------------------
 
-_ACME_RECORD = {
-    "event_id": "acme_rewards:1",
-    "provider": "acme_rewards",
+_LATER_RECORD = {
+    "event_id": "a_later_provider:1",
+    "provider": "a_later_provider",
     "provider_event_type": "reward.claimed",
     "provider_event_id": "1",
     "shop": None,
@@ -189,7 +192,7 @@ _ACME_RECORD = {
 
 def test_a_reader_on_the_released_version_reads_a_future_writers_record():
     future = edited(lambda raw: (new_provider_symbol(raw), new_optional_field(raw)))
-    written = SingleObjectCodec(future).encode(_ACME_RECORD)
+    written = SingleObjectCodec(future).encode(_LATER_RECORD)
     # The reader knows the future schema's fingerprint only if it is archived; here it
     # is told about it, as a newer package release would be.
     reader = SingleObjectCodec(
@@ -198,11 +201,11 @@ def test_a_reader_on_the_released_version_reads_a_future_writers_record():
     record = reader.decode(written)
     assert record["provider"] == "other"  # the enum's default: the reader survives
     assert "channel" not in record  # a field the reader does not know is skipped
-    assert record["event_id"] == "acme_rewards:1"
+    assert record["event_id"] == "a_later_provider:1"
 
 
 def test_a_future_reader_reads_a_released_record_with_defaults():
-    released = {k: v for k, v in _ACME_RECORD.items() if k != "channel"}
+    released = {k: v for k, v in _LATER_RECORD.items() if k != "channel"}
     released["provider"] = "rivo"
     written = SingleObjectCodec(HISTORY[1]).encode(released)
     future = edited(new_optional_field)
@@ -213,6 +216,19 @@ def test_a_future_reader_reads_a_released_record_with_defaults():
 
 def test_an_unknown_fingerprint_names_itself_and_says_what_to_do():
     future = edited(new_required_field)
-    written = SingleObjectCodec(future).encode(_ACME_RECORD | {"provider": "rivo"})
-    with pytest.raises(ValueError, match=r"not a known canonical schema.*upgrade the reader"):
+    written = SingleObjectCodec(future).encode(_LATER_RECORD | {"provider": "rivo"})
+    with pytest.raises(ValueError, match=r"not a known canonical schema") as refused:
         SingleObjectCodec().decode(written)
+    assert "upgrade readers before writers" in str(refused.value)
+    assert "schema registry" in str(refused.value)
+
+
+def test_a_released_reader_refuses_a_newer_single_object_record_saying_upgrade_first():
+    """What a 0.2.0 reader meets when a provider symbol is added and no registry is used:
+    every record written with the new schema, an existing provider's included."""
+    added_provider = edited(new_provider_symbol)
+    rivo_record = {k: v for k, v in _LATER_RECORD.items() if k != "channel"} | {"provider": "rivo"}
+    written = SingleObjectCodec(added_provider).encode(rivo_record)
+    released_reader = RedemptionReader(reader_schema_file="history/loyalty_redemption.v1.avsc")
+    with pytest.raises(ValueError, match="upgrade readers before writers"):
+        released_reader.decode(written)
