@@ -48,11 +48,12 @@ docs: install
 	$(BIN)/python -m consumer.dev.generated_docs --check
 	$(BIN)/mkdocs build --strict
 
-# The inner loop while changing code: lint, docs, unit tests (no broker). It leaves out
-# the one test that reruns part of the suite in a copy of the tree; `make unit` and
-# `make test` run it.
+# The inner loop while changing code: lint, docs, unit tests (no broker) with a tenth of
+# the generated examples (tests/helpers/properties.py). It leaves out the one test that
+# reruns part of the suite in a copy of the tree; `make unit` and `make test` run it, and
+# every example.
 check: lint docs
-	$(BIN)/pytest tests/unit -q -m 'not suite_in_a_copy'
+	HYPOTHESIS_PROFILE=check $(BIN)/pytest tests/unit -q -m 'not suite_in_a_copy'
 
 test: install broker-jars prometheus lint rules docs deploy-tools image
 	$(BIN)/pytest
@@ -82,12 +83,17 @@ bench-pipeline: install
 	$(BIN)/python -m tests.benchmarks.pipeline_cost
 
 # The fault scenarios of tests/integration/test_fault_tolerance.py at any size, both
-# guarantees, printing the ledger per scenario: make chaos RECORDS=100000 FAULTS=3 SEED=7
+# guarantees, printing the ledger and the longest stall per partition of each scenario:
+# make chaos RECORDS=100000 FAULTS=3 SEED=7 OUTAGE=60; CHAOS_ARGS='--scenario outage
+# --guarantee exactly-once' runs a part (scenarios: kill, rebalance, restarts, outage).
 RECORDS ?= 20000
 FAULTS  ?= 3
 SEED    ?= 7
+OUTAGE  ?= 60
+CHAOS_ARGS ?=
 chaos: install broker-jars
-	$(BIN)/python -m tests.integration.chaos --records $(RECORDS) --faults $(FAULTS) --seed $(SEED)
+	$(BIN)/python -m tests.integration.chaos --records $(RECORDS) --faults $(FAULTS) \
+		--seed $(SEED) --outage-seconds $(OUTAGE) $(CHAOS_ARGS)
 
 # Deployment: helm, kubeconform, kube-apiserver (built from its Go module), etcd,
 # docker-compose, KEDA's CRDs and offline schemas; and the service's container image,

@@ -57,12 +57,23 @@ HOW_TO_GET_A_BROKER = (
 
 # Stash key for the one-line description of the broker in use, printed in the summary.
 BROKER_DESCRIPTION = pytest.StashKey[str]()
+# Stash key on a test item: whether its call phase failed (for fixtures that keep
+# evidence only then).
+CALL_FAILED = pytest.StashKey[bool]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
 
 
 def pytest_terminal_summary(

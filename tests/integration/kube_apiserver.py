@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumer.dev.local_broker import die_with_parent_preexec, free_ports
+from consumer.dev.local_broker import free_ports
+from tests.helpers import processes
 
 READY_TIMEOUT_SECONDS = 60.0
 # Only addresses the API server allocates to Services; nothing is ever sent there.
@@ -126,16 +127,11 @@ class KubeApiServer:
         self.kubeconfig.chmod(0o600)
 
     def _spawn(self, name: str, command: list[str]) -> None:
-        log = (self.workdir / f"{name}.log").open("wb")
-        self._processes.append(
-            subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                preexec_fn=die_with_parent_preexec(),
+        # The child keeps its own copy of the file descriptor.
+        with (self.workdir / f"{name}.log").open("wb") as log:
+            self._processes.append(
+                processes.start(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
             )
-        )
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.workdir / f"{name}.log"
@@ -185,14 +181,9 @@ class KubeApiServer:
             return text
 
     def stop(self) -> None:
+        # The API server first, then its etcd, each given 15 s to stop cleanly.
         for process in reversed(self._processes):
-            process.terminate()
-        for process in reversed(self._processes):
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            processes.stop(process, grace=15)
         self._processes.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
 

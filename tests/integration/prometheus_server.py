@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from consumer.dev.local_broker import die_with_parent_preexec, free_ports
+from consumer.dev.local_broker import free_ports
+from tests.helpers import processes
 
 # Readiness of a fresh Prometheus with an empty TSDB takes about a second.
 START_TIMEOUT_SECONDS = 60.0
@@ -46,7 +47,7 @@ class PrometheusServer:
             f"      - targets: ['{self.scrape_target}']\n"
         )
         log = open(self._workdir / "prometheus.log", "wb")  # noqa: SIM115 - kept for the process
-        self._process = subprocess.Popen(
+        self._process = processes.start(
             [
                 binary,
                 f"--config.file={config}",
@@ -55,7 +56,6 @@ class PrometheusServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent_preexec(),
         )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not self._ready():
@@ -67,12 +67,8 @@ class PrometheusServer:
         return self
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        if self._process is not None:
+            processes.stop(self._process, grace=15)
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def query(self, promql: str) -> list[dict[str, Any]]:

@@ -27,7 +27,8 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from consumer.dev.local_broker import die_with_parent_preexec, free_ports
+from consumer.dev.local_broker import free_ports
+from tests.helpers import processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / "deploy" / "schema-registry" / "pom.xml"
@@ -170,14 +171,12 @@ class LocalSchemaRegistry:
         fd, name = tempfile.mkstemp(prefix=f"schema-registry-{self.port}-", suffix=".log")
         self.log_path = Path(name)
         self._log = os.fdopen(fd, "wb")
-        preexec = die_with_parent_preexec()
-        self._proc = subprocess.Popen(
+        self._proc = processes.start(
             self._command(jar),
             cwd=directory,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=preexec,
         )
 
         deadline = time.monotonic() + timeout
@@ -206,13 +205,8 @@ class LocalSchemaRegistry:
 
     def _terminate(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()  # Quarkus shuts down cleanly on SIGTERM
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            processes.stop(proc, grace=15)  # Quarkus shuts down cleanly on SIGTERM
         if self._log is not None:
             self._log.close()
             self._log = None

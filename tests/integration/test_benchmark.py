@@ -5,7 +5,6 @@ environment and is exercised by `make bench` itself.)"""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import orjson
 import pytest
 
 from tests.benchmarks.workload import CYCLE, mixed_records
+from tests.helpers import processes
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ RECORDS = 2 * CYCLE * 10
 
 
 def test_every_contender_writes_the_expected_outputs(kafka_bootstrap_servers, tmp_path):
-    completed = subprocess.run(
+    completed = processes.run(
         [
             sys.executable,
             "-m",
@@ -38,7 +38,6 @@ def test_every_contender_writes_the_expected_outputs(kafka_bootstrap_servers, tm
             str(tmp_path),
         ],
         cwd=REPO_ROOT,
-        capture_output=True,
         text=True,
         timeout=600,
     )

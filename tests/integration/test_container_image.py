@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from consumer.dev.local_broker import free_ports
@@ -28,6 +28,11 @@ from tests.integration.deploy_tools import (
     BuiltImage,
     build_image,
     run_tool,
+)
+from tests.integration.service_harness import (
+    assert_committed_to_the_end,
+    committed_offsets,
+    end_offsets,
 )
 
 RAW_PARTITIONS = 3
@@ -182,9 +187,10 @@ def test_image_runs_the_service_and_stops_on_sigterm(
     ), logs[-4000:]
     assert lines[-1]["message"] == "stopped" and lines[-1]["unacknowledged"] == 0
 
-    committed = committed_offsets(kafka_bootstrap_servers, group_id, raw)
-    end = end_offsets(kafka_bootstrap_servers, raw)
-    assert committed == end and sum(end) == len(samples)
+    committed = committed_offsets(kafka_bootstrap_servers, group_id, raw, RAW_PARTITIONS)
+    ends = end_offsets(kafka_bootstrap_servers, raw, RAW_PARTITIONS)
+    assert sum(ends.values()) == len(samples)
+    assert_committed_to_the_end(committed, ends)
 
 
 def count_records(bootstrap_servers: str, topic: str, expected: int) -> int:
@@ -226,23 +232,3 @@ def outcome_total(metrics: str, outcome: str) -> float:
         for labels, value in pattern.findall(metrics)
         if f'outcome="{outcome}"' in labels
     )
-
-
-def committed_offsets(bootstrap_servers: str, group_id: str, topic: str) -> list[int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group_id})
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(RAW_PARTITIONS)]
-        return [tp.offset for tp in consumer.committed(partitions, timeout=10)]
-    finally:
-        consumer.close()
-
-
-def end_offsets(bootstrap_servers: str, topic: str) -> list[int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "watermarks"})
-    try:
-        return [
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(RAW_PARTITIONS)
-        ]
-    finally:
-        consumer.close()

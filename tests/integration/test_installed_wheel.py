@@ -16,7 +16,7 @@ import pytest
 from consumer.dev.local_broker import free_ports
 from consumer.dev.samples import LOCAL_SECRETS, sample_webhooks
 from consumer.reader import RedemptionReader
-from tests.helpers import payloads
+from tests.helpers import payloads, processes
 from tests.integration.service_harness import (
     everything_committed,
     produce_all,
@@ -135,7 +135,7 @@ def test_run_from_the_installed_wheel_until_a_record_is_accepted(
         if s.description.startswith("rivo ") and s.expected == "accepted"
     ]
     produce_all(kafka_bootstrap_servers, raw, [(sample.value, sample.headers)])
-    service = subprocess.Popen(
+    service = processes.start(
         [installed_wheel.command, "run"],
         cwd=elsewhere,
         env=env,
@@ -156,7 +156,7 @@ def test_run_from_the_installed_wheel_until_a_record_is_accepted(
         try:
             status = service.wait(STOP_TIMEOUT_SECONDS)
         finally:
-            service.kill()
+            processes.kill(service)
             log = service.stderr.read().decode(errors="replace")
     assert status == 0, log
     assert '"message": "stopped"' in log or "stopped" in log

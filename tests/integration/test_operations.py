@@ -25,6 +25,7 @@ from consumer.dev.samples import LOCAL_SECRETS, redemption_payload, signed
 from consumer.providers import mage_loyalty
 from consumer.replay import ReplayOptions, ReplayResult, run_replay
 from consumer.tail import Offset, TailOptions, run_tail
+from tests.helpers import processes
 from tests.integration.service_harness import (
     end_offsets,
     everything_committed,
@@ -224,22 +225,23 @@ def test_an_interrupted_replay_continues_where_it_stopped_and_never_doubles(
     )
     command = [sys.executable, "-m", "consumer", "replay", "--rate", "10"]
 
-    first = subprocess.Popen(
+    first = processes.start(
         command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         wait_until(lambda: total_end(bootstrap, raw, 3) >= 5, "some records replayed", 60)
     finally:
         first.send_signal(signal.SIGINT)
-        _, err = first.communicate(timeout=60)
+        try:
+            _, err = first.communicate(timeout=60)
+        finally:
+            processes.kill(first)
     assert first.returncode == 130, err.decode()
     assert b"run the same command again" in err
     replayed_first = total_end(bootstrap, raw, 3)
     assert 0 < replayed_first < count
 
-    second = subprocess.run(
-        [*command[:-2], "--rate", "1000"], env=env, cwd=tmp_path, capture_output=True, timeout=120
-    )
+    second = processes.run([*command[:-2], "--rate", "1000"], env=env, cwd=tmp_path, timeout=120)
     assert second.returncode == 0, second.stderr.decode()
     assert f"replayed {count - replayed_first} ".encode() in second.stdout
 
@@ -250,7 +252,7 @@ def test_an_interrupted_replay_continues_where_it_stopped_and_never_doubles(
     # The original key and value travel unchanged.
     assert {m.key() for m in messages} == {f"k{i}".encode() for i in range(count)}
 
-    third = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, timeout=120)
+    third = processes.run(command, env=env, cwd=tmp_path, timeout=120)
     assert third.returncode == 0
     assert total_end(bootstrap, raw, 3) == count
 
@@ -309,16 +311,19 @@ def free_port() -> int:
 def test_unreachable_brokers_are_one_clear_line_not_a_flood(tmp_path):
     nowhere = f"127.0.0.1:{free_port()}"
     env = cli_env(nowhere, LOYALTY_METRICS_PORT="0")
-    service = subprocess.Popen(
+    service = processes.start(
         [sys.executable, "-m", "consumer", "run"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(9)  # the first check times out after 5 s, then retries with back-off
-    service.send_signal(signal.SIGTERM)
-    _, err = service.communicate(timeout=30)
+    try:
+        time.sleep(9)  # the first check times out after 5 s, then retries with back-off
+        service.send_signal(signal.SIGTERM)
+        _, err = service.communicate(timeout=30)
+    finally:
+        processes.kill(service)
     lines = [orjson.loads(line) for line in err.splitlines()]
     messages = [line["message"] for line in lines]
     assert service.returncode == 0
@@ -361,11 +366,10 @@ def test_the_first_run_shows_outcomes_and_ends_with_a_summary(
         LOYALTY_DLQ_TOPIC=f"{prefix}.dlq",
         LOYALTY_METRICS_PORT="0",
     )
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "-m", "consumer", "local", "--exit-when-done"],
         env=env,
         cwd=tmp_path,
-        capture_output=True,
         timeout=180,
     )
     out = done.stdout.decode()
@@ -401,7 +405,7 @@ def test_a_replay_killed_between_delivery_and_commit_never_doubles_a_webhook(
     )
     # At 20 a second a batch is 20 records, committed after its flush: a kill lands
     # between a batch's deliveries and its commit most of the time.
-    first = subprocess.Popen(
+    first = processes.start(
         [sys.executable, "-m", "consumer", "replay", "--rate", "20"],
         env=env,
         cwd=tmp_path,
@@ -411,17 +415,12 @@ def test_a_replay_killed_between_delivery_and_commit_never_doubles_a_webhook(
     try:
         wait_until(lambda: total_end(bootstrap, raw, 3) >= 30, "half replayed", 60)
     finally:
-        first.kill()
-        first.wait(timeout=30)
+        processes.kill(first)
     replayed_first = total_end(bootstrap, raw, 3)
     assert 0 < replayed_first < count
 
-    second = subprocess.run(
-        [sys.executable, "-m", "consumer", "replay"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=120,
+    second = processes.run(
+        [sys.executable, "-m", "consumer", "replay"], env=env, cwd=tmp_path, timeout=120
     )
     assert second.returncode == 0, second.stderr.decode()
     messages = read_all(bootstrap, raw, count)
@@ -586,13 +585,8 @@ def test_status_shows_members_assignment_and_lag_per_partition(
 
 
 def run_cli(tmp_path, env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=timeout,
-        text=True,
+    return processes.run(
+        [sys.executable, "-m", *args], env=env, cwd=tmp_path, timeout=timeout, text=True
     )
 
 
@@ -617,9 +611,7 @@ def test_local_uses_a_group_of_its_own_and_its_hints_work_in_a_fresh_shell(
     fresh = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     for hint in hints:
         command = hint.split("#")[0]
-        shell = subprocess.run(
-            ["bash", "-c", command], env=fresh, cwd=tmp_path, capture_output=True, timeout=120
-        )
+        shell = processes.run(["bash", "-c", command], env=fresh, cwd=tmp_path, timeout=120)
         assert shell.returncode == 0, (command, shell.stderr.decode())
         assert shell.stdout.strip(), command
 
@@ -670,7 +662,7 @@ def test_local_without_java_or_maven_says_what_to_install(tmp_path):
 def test_ctrl_c_while_the_local_broker_starts_is_one_line(tmp_path):
     env = cli_env("", LOYALTY_METRICS_PORT="0")
     del env["KAFKA_BOOTSTRAP_SERVERS"]
-    local = subprocess.Popen(
+    local = processes.start(
         [sys.executable, "-m", "consumer", "local"],
         env=env,
         cwd=tmp_path,
@@ -686,7 +678,7 @@ def test_ctrl_c_while_the_local_broker_starts_is_one_line(tmp_path):
         local.send_signal(signal.SIGINT)
         out, err = local.communicate(timeout=60)
     finally:
-        local.kill()
+        processes.kill(local)
     assert local.returncode == 130, err
     assert err.strip() == "loyalty-consumer local: interrupted"
     assert "outcomes" not in out

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from consumer.dev.local_broker import free_ports
 from consumer.dev.samples import LOCAL_SECRETS
 from consumer.reader import RedemptionReader
-from tests.helpers import payloads
+from tests.helpers import payloads, processes
 from tests.integration.secured_broker import (
     Principal,
     SecuredBroker,
@@ -130,7 +130,7 @@ def start_service(
     env.pop("KAFKA_SASL_PASSWORD", None)
     output = tmp_path / f"service-{topics.raw}.log"
     with open(output, "wb") as sink:
-        process = subprocess.Popen(
+        process = processes.start(
             [sys.executable, "-m", "consumer", "run"],
             env=env,
             stdout=sink,
@@ -144,8 +144,7 @@ def wait_for_exit(service: ServiceProcess) -> int:
     try:
         return service.process.wait(EXIT_WAIT_SECONDS)
     except subprocess.TimeoutExpired:
-        service.process.kill()
-        service.process.wait()
+        processes.kill(service.process)
         raise AssertionError(
             "the service hung instead of stopping:\n" + service.output.read_text()[-4000:]
         ) from None
@@ -375,11 +374,10 @@ def run_env(bootstrap: str, **variables: str) -> dict[str, str]:
 def test_run_refuses_to_start_unless_every_provider_is_signed(
     kafka_bootstrap_servers, tmp_path, secrets
 ):
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "-m", "consumer", "run"],
         env=run_env(kafka_bootstrap_servers, LOYALTY_METRICS_PORT="0", **secrets),
         cwd=tmp_path,
-        capture_output=True,
         timeout=60,
     )
     assert done.returncode == 2
@@ -417,7 +415,7 @@ def test_an_unsigned_provider_is_named_logged_exported_and_left_unverified(
     )
     output = tmp_path / "service.log"
     with open(output, "wb") as sink:
-        process = subprocess.Popen(
+        process = processes.start(
             [sys.executable, "-m", "consumer", "run"],
             env=env,
             cwd=tmp_path,

@@ -17,6 +17,7 @@ from consumer.dev.local_broker import LocalBroker, free_ports
 from consumer.dev.samples import LOCAL_SECRETS
 from consumer.dev.topics import ensure_topics
 from consumer.runner import EXIT_SHUTDOWN_DEADLINE
+from tests.helpers import processes
 from tests.integration.service_harness import produce_all, wait_until
 from tests.integration.test_service import rivo_redemptions
 
@@ -54,7 +55,7 @@ def start_service_process(broker: LocalBroker, name: str) -> tuple[subprocess.Po
         # No background commit before the stop: the final commit in close() has work.
         "KAFKA_CONSUMER_AUTO_COMMIT_INTERVAL_MS": "600000",
     }
-    process = subprocess.Popen(
+    process = processes.start(
         [sys.executable, "-m", "consumer", "run"],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -87,7 +88,11 @@ def _running_service(broker: LocalBroker, name: str) -> tuple[subprocess.Popen, 
     ensure_topics(settings, (f"{name}-raw", f"{name}-clean", f"{name}-dlq"))
     produce_all(broker.bootstrap_servers, f"{name}-raw", rivo_redemptions(100))
     process, port = start_service_process(broker, name)
-    wait_until(lambda: _ready(port) and _consumed(port) == 100, "the service to consume")
+    try:
+        wait_until(lambda: _ready(port) and _consumed(port) == 100, "the service to consume")
+    except BaseException:
+        processes.kill(process)
+        raise
     return process, port
 
 
@@ -101,8 +106,7 @@ def test_shutdown_ends_by_the_deadline_when_the_broker_stops_answering(own_broke
         took = time.monotonic() - stopped_at
     finally:
         os.kill(own_broker.pid, signal.SIGCONT)
-        if process.poll() is None:
-            process.kill()
+        processes.kill(process)
     assert status == EXIT_SHUTDOWN_DEADLINE
     assert took >= DEADLINE_SECONDS  # it did wait for the commit, up to the deadline
 
@@ -118,6 +122,5 @@ def test_a_second_signal_ends_the_process_at_once(own_broker):
         status = process.wait(EXIT_WAIT_SECONDS)
     finally:
         os.kill(own_broker.pid, signal.SIGCONT)
-        if process.poll() is None:
-            process.kill()
+        processes.kill(process)
     assert status == -signal.SIGTERM

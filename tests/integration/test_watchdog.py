@@ -6,7 +6,6 @@ process runs with a pipeline that blocks on one record."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 
@@ -14,6 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from consumer.dev.local_broker import free_ports
 from consumer.watchdog import EXIT_STALLED
+from tests.helpers import processes
 from tests.integration.service_harness import produce_all
 
 LIVENESS_SECONDS = 3
@@ -55,7 +55,7 @@ def test_a_frozen_loop_exits_by_itself_and_nothing_is_committed_past_it(
         "LOYALTY_UNSIGNED_PROVIDERS": "mage_loyalty,rivo",
     }
     with open(log_file, "wb") as log:
-        process = subprocess.Popen(
+        process = processes.start(
             [sys.executable, "-c", FROZEN_SERVICE], env=env, stdout=log, stderr=log
         )
         try:
@@ -63,9 +63,7 @@ def test_a_frozen_loop_exits_by_itself_and_nothing_is_committed_past_it(
             status = process.wait(EXIT_WAIT_SECONDS)
             took = time.monotonic() - started
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            processes.kill(process)
     text = log_file.read_text()
     assert status == EXIT_STALLED, text
     assert took >= LIVENESS_SECONDS

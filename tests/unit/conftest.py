@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from consumer.pipeline import Pipeline
-from tests.helpers import payloads
+from tests.helpers import payloads, properties
 
 # Derandomised so a failure reproduces on every run and CI sees what a developer saw;
 # no example database, so a run leaves nothing behind. The deadline is off because the
@@ -22,7 +22,13 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.load_profile("unit")
+# `make check` (tests/helpers/properties.py): the same, with a tenth of the examples.
+settings.register_profile(
+    properties.CHECK_PROFILE,
+    parent=settings.get_profile("unit"),
+    max_examples=properties.examples(settings.get_profile("unit").max_examples),
+)
+settings.load_profile(properties.CHECK_PROFILE if properties.quick() else "unit")
 
 # 2026-02-18T12:00:00.123Z: a clock with milliseconds, to see they survive.
 FIXED_NOW = datetime(2026, 2, 18, 12, 0, 0, 123000, tzinfo=UTC)

@@ -27,12 +27,15 @@ from consumer.avro_compiled import (
 from consumer.errors import SchemaViolation
 from consumer.providers import PROVIDERS, mage_loyalty, rivo
 from consumer.schemas import CANONICAL_SCHEMA_FILE, RawSchema, load_schema
+from tests.helpers.properties import examples
 
 RAW_SCHEMA_FILES = tuple(provider.raw_schema_file for provider in PROVIDERS)
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
-EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = settings(
+    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def parsed(filename: str) -> dict:

@@ -27,6 +27,7 @@ from consumer.records import Accepted, Ignored, RawRecord, Rejected
 from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_text
 from tests.helpers import payloads
 from tests.helpers.payloads import dumps, raw_record
+from tests.helpers.properties import examples
 from tests.helpers.schema_walk import raw_schema_keys
 from tests.helpers.signing import (
     REDEMPTION_SIGNERS,
@@ -531,14 +532,14 @@ def check_outcome(outcome) -> None:
         assert outcome.provider is None or outcome.provider in PROVIDER_NAMES
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(value=st.none() | st.binary(max_size=300), headers=header_lists)
 def test_arbitrary_bytes_never_raise(value, headers):
     for pipeline in (PLAIN, SIGNED):
         check_outcome(pipeline.process(RawRecord(value=value, headers=headers)))
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(body=json_values, headers=header_lists)
 def test_arbitrary_json_never_raises(body, headers):
     value = dumps(body)
@@ -576,7 +577,7 @@ def mutated_seeds(draw) -> tuple[str, dict]:
     return provider, body
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(seed=mutated_seeds(), headers=header_lists)
 def test_mutated_seeds_never_raise(seed, headers):
     _, body = seed
@@ -585,7 +586,7 @@ def test_mutated_seeds_never_raise(seed, headers):
         check_outcome(pipeline.process(RawRecord(value=value, headers=headers)))
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(seed=mutated_seeds(), data=st.data())
 def test_correctly_signed_records_never_fail_the_signature_check(seed, data):
     provider, body = seed
@@ -602,7 +603,7 @@ def test_correctly_signed_records_never_fail_the_signature_check(seed, data):
         assert outcome.record["metadata"]["signature_verified"] is True
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(seed=mutated_seeds())
 def test_accepted_mutations_round_trip_to_the_millisecond(seed):
     _, body = seed
@@ -648,7 +649,7 @@ def _nested_dicts(node):
             yield from _nested_dicts(child)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(seeds_with_extra_fields())
 def test_unknown_extra_fields_never_cause_a_rejection(case):
     original, with_extras = case
@@ -658,7 +659,7 @@ def test_unknown_extra_fields_never_cause_a_rejection(case):
     assert outcome.record == expected.record
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(
     indent=st.none() | st.integers(min_value=0, max_value=4),
     sort_keys=st.booleans(),
@@ -680,7 +681,7 @@ def test_mage_redelivery_keeps_its_event_id(indent, sort_keys, ensure_ascii, tim
     assert outcome.event_id == original.event_id
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(body=json_values.filter(lambda v: isinstance(v, dict)), headers=header_lists)
 def test_the_record_and_headers_are_not_modified(body, headers):
     value = dumps(body)

@@ -26,6 +26,7 @@ from consumer.schemas import (
     schema_text,
 )
 from tests.helpers.avro_strategies import avro_values
+from tests.helpers.properties import examples
 
 LIBRARY = package_schemas()
 HISTORY = LIBRARY.canonical_history()
@@ -50,7 +51,9 @@ def incompatibility(writer: dict, reader: dict, data: st.DataObject) -> str:
 
 
 # A canonical record is large by nature (some 30 fields); each example is one record.
-records = settings(max_examples=40, suppress_health_check=[HealthCheck.large_base_example])
+records = settings(
+    max_examples=examples(40), suppress_health_check=[HealthCheck.large_base_example]
+)
 
 
 def test_there_is_a_released_version():
