@@ -6,7 +6,7 @@
 #   kube-apiserver                    built from the Go module k8s.io/kubernetes
 #   etcd, docker-compose (v1)         Debian's etcd-server and docker-compose
 #   KEDA's CRDs                       from the Go module github.com/kedacore/keda/v2
-#   prometheus-operator's CRDs        from its Go module (ServiceMonitor)
+#   prometheus-operator's CRDs        from its Go module (ServiceMonitor, PrometheusRule)
 #   JSON schemas for kubeconform      Kubernetes' (kubernetes-validate, from the venv) and
 #                                     the CRDs' (converted here), all offline
 # Prints, as its last line, a JSON object with the paths (read by the tests).
@@ -121,7 +121,8 @@ copy_crds() { # name module version glob...
     local name=$1 module=$2 version=$3
     shift 3
     local dir="$CACHE/crds/$name-$version"
-    if [ -f "$dir/.complete" ]; then
+    # The marker holds the patterns copied: a changed list copies again.
+    if [ -f "$dir/.complete" ] && [ "$(cat "$dir/.complete")" = "$*" ]; then
         return 0
     fi
     log "fetching $name $version CRDs (go mod download $module)"
@@ -133,7 +134,7 @@ copy_crds() { # name module version glob...
         cp $source/$pattern "$dir/"
     done
     chmod -R u+w "$dir"
-    touch "$dir/.complete"
+    echo "$*" >"$dir/.complete"
 }
 
 
@@ -158,16 +159,19 @@ wait "$helm_pid"
 build_kube_apiserver
 copy_crds keda github.com/kedacore/keda/v2 "$KEDA_VERSION" 'config/crd/bases/keda.sh_*.yaml'
 copy_crds prometheus-operator github.com/prometheus-operator/prometheus-operator \
-    "$PROMETHEUS_OPERATOR_VERSION" 'example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml'
+    "$PROMETHEUS_OPERATOR_VERSION" 'example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml' \
+    'example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml'
 
 # JSON schemas for kubeconform: Kubernetes' kinds and the CRDs above, offline.
 schemas="$CACHE/schemas/kubernetes-${KUBERNETES_VERSION%.*}-keda-$KEDA_VERSION-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
-if [ ! -f "$schemas/.complete" ]; then
+# The marker lists the CRD files converted: a new CRD converts again.
+crd_files="$(cd "$CACHE/crds" && ls keda-"$KEDA_VERSION"/*.yaml prometheus-operator-"$PROMETHEUS_OPERATOR_VERSION"/*.yaml)"
+if [ ! -f "$schemas/.complete" ] || [ "$(cat "$schemas/.complete")" != "$crd_files" ]; then
     rm -rf "$schemas"
     "$PYTHON" "$HERE/offline_schemas.py" "$schemas" "${KUBERNETES_VERSION%.*}.0" \
         "$CACHE"/crds/keda-"$KEDA_VERSION"/*.yaml \
         "$CACHE"/crds/prometheus-operator-"$PROMETHEUS_OPERATOR_VERSION"/*.yaml >&2
-    touch "$schemas/.complete"
+    echo "$crd_files" >"$schemas/.complete"
 fi
 
 "$PYTHON" - "$CACHE" "$HELM_VERSION" "$KUBECONFORM_VERSION" "$KUBERNETES_VERSION" \
