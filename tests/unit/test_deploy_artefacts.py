@@ -3,7 +3,6 @@ schema field is documented."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import tomllib
 from pathlib import Path
@@ -19,21 +18,11 @@ from prometheus_client import generate_latest
 from consumer.metrics import Metrics
 from consumer.providers import PROVIDER_NAMES
 from consumer.schemas import load_schema
+from tests.helpers.deploy_scripts import public_source_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_source_url_module():
-    # deploy/ is not a package: the build script runs the file itself.
-    spec = importlib.util.spec_from_file_location(
-        "source_url", ROOT / "deploy" / "container" / "source_url.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-public_source_url = _load_source_url_module().public_source_url
 # Enough of a librdkafka statistics snapshot for every derived metric to be exposed.
 STATS = {
     "type": "consumer",
