@@ -121,8 +121,7 @@ copy_crds() { # name module version glob...
     local name=$1 module=$2 version=$3
     shift 3
     local dir="$CACHE/crds/$name-$version"
-    # The marker holds the patterns copied: a changed list copies again.
-    if [ -f "$dir/.complete" ] && [ "$(cat "$dir/.complete")" = "$*" ]; then
+    if [ -f "$dir/.complete" ]; then
         return 0
     fi
     log "fetching $name $version CRDs (go mod download $module)"
@@ -134,7 +133,7 @@ copy_crds() { # name module version glob...
         cp $source/$pattern "$dir/"
     done
     chmod -R u+w "$dir"
-    echo "$*" >"$dir/.complete"
+    touch "$dir/.complete"
 }
 
 
@@ -158,20 +157,21 @@ go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFOR
 wait "$helm_pid"
 build_kube_apiserver
 copy_crds keda github.com/kedacore/keda/v2 "$KEDA_VERSION" 'config/crd/bases/keda.sh_*.yaml'
-copy_crds prometheus-operator github.com/prometheus-operator/prometheus-operator \
-    "$PROMETHEUS_OPERATOR_VERSION" 'example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml' \
+# (The folder is named after the CRDs it holds: a cache made before PrometheusRule was
+# added stays as it was, and a new one is made beside it.)
+copy_crds prometheus-operator-monitors-rules github.com/prometheus-operator/prometheus-operator \
+    "$PROMETHEUS_OPERATOR_VERSION" \
+    'example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml' \
     'example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml'
 
 # JSON schemas for kubeconform: Kubernetes' kinds and the CRDs above, offline.
-schemas="$CACHE/schemas/kubernetes-${KUBERNETES_VERSION%.*}-keda-$KEDA_VERSION-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
-# The marker lists the CRD files converted: a new CRD converts again.
-crd_files="$(cd "$CACHE/crds" && ls keda-"$KEDA_VERSION"/*.yaml prometheus-operator-"$PROMETHEUS_OPERATOR_VERSION"/*.yaml)"
-if [ ! -f "$schemas/.complete" ] || [ "$(cat "$schemas/.complete")" != "$crd_files" ]; then
+schemas="$CACHE/schemas/kubernetes-${KUBERNETES_VERSION%.*}-keda-$KEDA_VERSION-prometheus-operator-monitors-rules-$PROMETHEUS_OPERATOR_VERSION"
+if [ ! -f "$schemas/.complete" ]; then
     rm -rf "$schemas"
     "$PYTHON" "$HERE/offline_schemas.py" "$schemas" "${KUBERNETES_VERSION%.*}.0" \
         "$CACHE"/crds/keda-"$KEDA_VERSION"/*.yaml \
-        "$CACHE"/crds/prometheus-operator-"$PROMETHEUS_OPERATOR_VERSION"/*.yaml >&2
-    echo "$crd_files" >"$schemas/.complete"
+        "$CACHE"/crds/prometheus-operator-monitors-rules-"$PROMETHEUS_OPERATOR_VERSION"/*.yaml >&2
+    touch "$schemas/.complete"
 fi
 
 "$PYTHON" - "$CACHE" "$HELM_VERSION" "$KUBECONFORM_VERSION" "$KUBERNETES_VERSION" \
@@ -185,7 +185,7 @@ print(json.dumps({
     "kubernetes_version": kubernetes,
     "etcd": etcd,
     "keda_crds": f"{cache}/crds/keda-{keda}",
-    "prometheus_operator_crds": f"{cache}/crds/prometheus-operator-{prom}",
+    "prometheus_operator_crds": f"{cache}/crds/prometheus-operator-monitors-rules-{prom}",
     "schemas": schemas,
 }))
 PY
