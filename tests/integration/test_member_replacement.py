@@ -198,3 +198,4 @@ def test_a_replaced_member_fences_its_predecessor_within_the_session_timeout(
                 process.wait()
         feed.join(60)
         reader.join(60)
+        del feed.producer  # its client disconnects now, not when the broker has gone
