@@ -34,8 +34,9 @@ MONITORING = (
     "--set",
     "prometheusRule.enabled=true",
 )
-# Two release names: the chart's own name inside one, an unrelated one.
-RELEASES = ("loyalty", "orders")
+# Two release names: one holding the chart's name (the release name is the full name),
+# one not (<release>-loyalty-consumer).
+RELEASES = ("loyalty-consumer-prod", "orders")
 POD_ADDRESS = "10.1.2.3"
 
 
