@@ -71,7 +71,7 @@ EXTENDED_VALUES = {
     ],
     "openshift": {"adaptSecurityContext": True},
     "probes": {"readiness": {"periodSeconds": 5, "timeoutSeconds": 1, "failureThreshold": 6}},
-    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}},
+    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
     "topologySpreadConstraints": [
         {
             "maxSkew": 1,
