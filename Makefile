@@ -4,8 +4,13 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Re-install whenever pyproject.toml changes.
+# Re-install whenever the lock changes.
 INSTALLED := $(VENV)/.installed
+# The image's base: `local`, one made here from Debian's packages (no container registry
+# needed, so `make test` builds anywhere), or `official`, the Dockerfile's Python image
+# pinned by digest. The image's tag and labels say which.
+IMAGE_BASE ?= local
+export LOYALTY_IMAGE_BASE := $(IMAGE_BASE)
 # The benchmark's own virtualenv: its Quix Streams contender pins another confluent-kafka.
 BENCH_VENV := .venv-bench
 BENCH_INSTALLED := $(BENCH_VENV)/.installed
@@ -13,15 +18,28 @@ BENCH_INSTALLED := $(BENCH_VENV)/.installed
 BENCH_ARGS ?=
 
 .PHONY: install broker-jars prometheus lint rules docs check test unit integration run bench bench-pipeline chaos fuzz clean
-.PHONY: deploy-tools image
+.PHONY: deploy-tools image lock lock-upgrade
 
-$(INSTALLED): pyproject.toml
+# Every dependency from the hashed lock, then the package itself (no dependencies of
+# its own left to resolve; setuptools comes from the lock too).
+$(INSTALLED): requirements/test.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,docs]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/test.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(INSTALLED)
+
+# The lock files, after a change of pyproject.toml (requirements/README.md):
+# resolved for every platform and Python the package supports, with hashes.
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11
+lock: install
+	$(UV_COMPILE) $(UV_ARGS) pyproject.toml -o requirements/runtime.lock
+	$(UV_COMPILE) $(UV_ARGS) requirements/build.in -o requirements/build.lock
+	$(UV_COMPILE) $(UV_ARGS) pyproject.toml requirements/build.in --extra test --extra docs -o requirements/test.lock
+
+lock-upgrade:
+	$(MAKE) lock UV_ARGS=--upgrade
 
 # Apache Kafka's jars from Maven into a cache outside the repository (reused later).
 broker-jars: install
@@ -102,7 +120,7 @@ deploy-tools: install
 	PYTHON=$(BIN)/python bash deploy/kubernetes/ensure-tools.sh >/dev/null
 
 image: install
-	PYTHON=$(BIN)/python bash deploy/container/build-image.sh
+	PYTHON=$(BIN)/python bash deploy/container/build-image.sh --base $(IMAGE_BASE)
 
 # Coverage-guided fuzzing of Pipeline.process (atheris) for FUZZ_SECONDS. The corpus
 # in .fuzz/corpus/ grows across runs; crashing inputs are written to .fuzz/artifacts/.

@@ -17,7 +17,7 @@ from consumer.errors import ConfigError, DeliveryFailed, KafkaFailure
 from consumer.logs import RepeatFilter
 from consumer.metrics import Metrics
 from consumer.records import HeaderList, RawRecord
-from consumer.schemas import CANONICAL_SCHEMA_FILE, SingleObjectCodec, schema_library
+from consumer.schemas import SingleObjectCodec, schema_library
 
 log = logging.getLogger(__name__)
 # librdkafka's own logs and the clients' error callbacks: while a broker is unreachable
@@ -96,24 +96,14 @@ def to_raw_record(message: Message) -> RawRecord:
 
 def clean_record_encoder(settings: Settings) -> Encoder:
     """Confluent wire format through the registry when one is configured (subject
-    '<clean topic>-value', registered on first use); Avro single-object encoding
-    otherwise, whose fingerprint a reader resolves against the archived schemas."""
-    schemas = schema_library(settings.schema_dir)
-    if not settings.schema_registry_url:
-        return SingleObjectCodec(schemas.canonical()).encode
+    '<clean topic>-value', registered at start-up, see registry_encoder.py); Avro
+    single-object encoding otherwise, whose fingerprint a reader resolves against the
+    archived schemas."""
+    if settings.schema_registry_url:
+        from consumer.registry_encoder import RegistryEncoder
 
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-    from confluent_kafka.schema_registry.avro import AvroSerializer
-    from confluent_kafka.serialization import MessageField, SerializationContext
-
-    registry_config = {"url": settings.schema_registry_url}
-    if settings.schema_registry_basic_auth:
-        registry_config["basic.auth.user.info"] = settings.schema_registry_basic_auth
-    serializer = AvroSerializer(
-        SchemaRegistryClient(registry_config), schemas.text(CANONICAL_SCHEMA_FILE)
-    )
-    context = SerializationContext(settings.clean_topic, MessageField.VALUE)
-    return lambda record: serializer(record, context)
+        return RegistryEncoder(settings)
+    return SingleObjectCodec(schema_library(settings.schema_dir).canonical()).encode
 
 
 def produce(

@@ -161,6 +161,14 @@ class Metrics:
             "Raw-topic partitions assigned to this consumer.",
             registry=r,
         )
+        # 1 only while the start-up waits for a configured schema registry (the loop has
+        # not started); the loop itself never calls the registry.
+        self.schema_registry_waiting = Gauge(
+            "loyalty_schema_registry_waiting",
+            "1 while the start-up waits for the schema registry to register the clean "
+            "schema (the loop has not started yet), else 0.",
+            registry=r,
+        )
         self.rebalances = Counter(
             "loyalty_rebalances_total",
             "Rebalance callbacks, by kind (assign, revoke, lost).",

@@ -20,6 +20,7 @@ from consumer.config import Settings
 from consumer.errors import ConfigError
 from consumer.kafka_io import (
     DeliveryReports,
+    Encoder,
     clean_record_encoder,
     new_consumer,
     new_producer,
@@ -28,6 +29,7 @@ from consumer.kafka_io import (
 from consumer.metrics import Metrics, serve_http
 from consumer.pipeline import Pipeline
 from consumer.records import Accepted, Ignored, RawRecord, Rejected
+from consumer.registry_encoder import RegistryEncoder, wait_until_registered
 from consumer.runner import Runner, stop_on_signals
 from consumer.watchdog import Watchdog
 
@@ -62,6 +64,7 @@ def build_runner(
     metrics: Metrics,
     observe: OutcomeObserver | None = None,
     watchdog: Watchdog | None = None,
+    encoder: Encoder | None = None,
 ) -> Runner:
     """The runner with its clients and the checkpoint of the configured guarantee. A
     watchdog that is never started (tests driving the runner in a thread) only
@@ -83,7 +86,7 @@ def build_runner(
         pipeline=ObservedPipeline(pipeline, observe) if observe else pipeline,  # type: ignore[arg-type]
         consumer=consumer,
         producer=producer,
-        encoder=clean_record_encoder(settings),
+        encoder=encoder or clean_record_encoder(settings),
         metrics=metrics,
         checkpoint=checkpoint,
         reports=reports,
@@ -96,6 +99,15 @@ class StartupState:
     """What the start-up check found; the probes report it until the brokers answer."""
 
     waiting_for_brokers: str | None = "not checked yet"
+    # What is wrong while the start-up waits for the schema registry (registry_encoder).
+    waiting_for_schema_registry: str | None = None
+
+    def waiting_for(self) -> str | None:
+        if self.waiting_for_brokers:
+            return f"waiting for the brokers: {self.waiting_for_brokers}"
+        if self.waiting_for_schema_registry:
+            return f"waiting for the schema registry: {self.waiting_for_schema_registry}"
+        return None
 
 
 def probes(
@@ -104,15 +116,15 @@ def probes(
     """(live, ready) checks for /healthz and /readyz; each returns (ok, detail)."""
 
     def live() -> tuple[bool, str]:
-        if startup is not None and startup.waiting_for_brokers:
+        if startup is not None and (waiting := startup.waiting_for()):
             # Waiting for the brokers is what the process should be doing: not stuck.
-            return True, f"waiting for the brokers: {startup.waiting_for_brokers}"
+            return True, waiting
         idle = time.monotonic() - runner.last_poll_monotonic
         return idle < settings.liveness_timeout_seconds, f"last poll {idle:.1f}s ago"
 
     def ready() -> tuple[bool, str]:
-        if startup is not None and startup.waiting_for_brokers:
-            return False, f"waiting for the brokers: {startup.waiting_for_brokers}"
+        if startup is not None and (waiting := startup.waiting_for()):
+            return False, waiting
         brokers_up = metrics.kafka_stats.brokers_up()
         if brokers_up is None:
             return False, "no client statistics yet (the first arrive after statistics.interval.ms)"
@@ -168,6 +180,22 @@ def wait_for_brokers(runner: Runner, settings: Settings, startup: StartupState) 
     return False
 
 
+def wait_for_schema_registry(
+    encoder: Encoder, runner: Runner, startup: StartupState, metrics: Metrics
+) -> bool:
+    """With a registry configured, the clean schema is registered before the loop starts
+    (so the loop never calls the registry), waiting for the registry like for the
+    brokers. False when a stop was asked for meanwhile."""
+    if not isinstance(encoder, RegistryEncoder):
+        return True
+
+    def report(problem: str | None) -> None:
+        startup.waiting_for_schema_registry = problem
+        metrics.schema_registry_waiting.set(1 if problem else 0)
+
+    return wait_until_registered(encoder, lambda: runner.stop_requested, report)
+
+
 def _check_raw_topic(metadata, settings: Settings) -> None:
     topic = metadata.topics.get(settings.raw_topic)
     if topic is None or topic.error is not None:
@@ -193,7 +221,8 @@ def run_service(
     second). Raises ConfigError, before anything starts, for settings that cannot work."""
     metrics = metrics or Metrics()
     watchdog = Watchdog(settings.shutdown_deadline_seconds)
-    runner = build_runner(settings, metrics, observe, watchdog)
+    encoder = clean_record_encoder(settings)
+    runner = build_runner(settings, metrics, observe, watchdog, encoder)
     startup = StartupState()
     live, ready = probes(settings, runner, metrics, startup)
     try:
@@ -211,7 +240,9 @@ def run_service(
         _stop_when(runner, stop_when)
     try:
         with watchdog, stop_on_signals(runner, watchdog):
-            if wait_for_brokers(runner, settings, startup):
+            if wait_for_brokers(runner, settings, startup) and wait_for_schema_registry(
+                encoder, runner, startup, metrics
+            ):
                 limits = output_limits(settings, (settings.clean_topic, settings.dead_letter_topic))
                 log.info("output limits", extra={"max_record_bytes": limits})
                 runner.run(limits)

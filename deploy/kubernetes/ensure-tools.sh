@@ -6,7 +6,7 @@
 #   kube-apiserver                    built from the Go module k8s.io/kubernetes
 #   etcd, docker-compose (v1)         Debian's etcd-server and docker-compose
 #   KEDA's CRDs                       from the Go module github.com/kedacore/keda/v2
-#   prometheus-operator's CRDs        from its Go module (ServiceMonitor)
+#   prometheus-operator's CRDs        from its Go module (ServiceMonitor, PrometheusRule)
 #   JSON schemas for kubeconform      Kubernetes' (kubernetes-validate, from the venv) and
 #                                     the CRDs' (converted here), all offline
 # Prints, as its last line, a JSON object with the paths (read by the tests).
@@ -157,16 +157,20 @@ go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFOR
 wait "$helm_pid"
 build_kube_apiserver
 copy_crds keda github.com/kedacore/keda/v2 "$KEDA_VERSION" 'config/crd/bases/keda.sh_*.yaml'
-copy_crds prometheus-operator github.com/prometheus-operator/prometheus-operator \
-    "$PROMETHEUS_OPERATOR_VERSION" 'example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml'
+# (The folder is named after the CRDs it holds: a cache made before PrometheusRule was
+# added stays as it was, and a new one is made beside it.)
+copy_crds prometheus-operator-monitors-rules github.com/prometheus-operator/prometheus-operator \
+    "$PROMETHEUS_OPERATOR_VERSION" \
+    'example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml' \
+    'example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml'
 
 # JSON schemas for kubeconform: Kubernetes' kinds and the CRDs above, offline.
-schemas="$CACHE/schemas/kubernetes-${KUBERNETES_VERSION%.*}-keda-$KEDA_VERSION-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
+schemas="$CACHE/schemas/kubernetes-${KUBERNETES_VERSION%.*}-keda-$KEDA_VERSION-prometheus-operator-monitors-rules-$PROMETHEUS_OPERATOR_VERSION"
 if [ ! -f "$schemas/.complete" ]; then
     rm -rf "$schemas"
     "$PYTHON" "$HERE/offline_schemas.py" "$schemas" "${KUBERNETES_VERSION%.*}.0" \
         "$CACHE"/crds/keda-"$KEDA_VERSION"/*.yaml \
-        "$CACHE"/crds/prometheus-operator-"$PROMETHEUS_OPERATOR_VERSION"/*.yaml >&2
+        "$CACHE"/crds/prometheus-operator-monitors-rules-"$PROMETHEUS_OPERATOR_VERSION"/*.yaml >&2
     touch "$schemas/.complete"
 fi
 
@@ -181,7 +185,7 @@ print(json.dumps({
     "kubernetes_version": kubernetes,
     "etcd": etcd,
     "keda_crds": f"{cache}/crds/keda-{keda}",
-    "prometheus_operator_crds": f"{cache}/crds/prometheus-operator-{prom}",
+    "prometheus_operator_crds": f"{cache}/crds/prometheus-operator-monitors-rules-{prom}",
     "schemas": schemas,
 }))
 PY

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from consumer.dev.local_broker import kafka_version
 from tests.integration.deploy_tools import BIN, COMPOSE_FILE, REPO_ROOT, kubernetes_tools, run_tool
 
 COMPOSE_DIR = COMPOSE_FILE.parent
@@ -63,15 +64,18 @@ def test_the_stack_is_complete(compose: dict) -> None:
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert "schema-registry" in services
 
-    consumer = services["loyalty-consumer"]
-    build = consumer["build"]
-    assert (COMPOSE_DIR / build["context"] / build["dockerfile"]).resolve() == (
-        REPO_ROOT / "deploy" / "container" / "Dockerfile"
-    )
-    assert consumer["read_only"] is True and consumer["tmpfs"] == ["/tmp"]
-    grace = int(consumer["stop_grace_period"].removesuffix("s"))
-    assert grace > SHUTDOWN_DEADLINE_SECONDS
-    assert consumer["environment"]["SCHEMA_REGISTRY_URL"].startswith("http://127.0.0.1:")
+    for consumer in consumer_members(compose).values():
+        build = consumer["build"]
+        assert (COMPOSE_DIR / build["context"] / build["dockerfile"]).resolve() == (
+            REPO_ROOT / "deploy" / "container" / "Dockerfile"
+        )
+        assert consumer["read_only"] is True and consumer["tmpfs"] == ["/tmp"]
+        grace = int(consumer["stop_grace_period"].removesuffix("s"))
+        assert grace > SHUTDOWN_DEADLINE_SECONDS
+        assert consumer["environment"]["SCHEMA_REGISTRY_URL"].startswith("http://127.0.0.1:")
+        # Started once the registry answers its health check, not merely once started.
+        assert consumer["depends_on"]["schema-registry"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["schema-registry"]
 
     mounted = {
         (COMPOSE_DIR / volume.split(":")[0]).resolve()
@@ -87,6 +91,39 @@ def test_the_stack_is_complete(compose: dict) -> None:
         deploy / "grafana" / "loyalty-consumer.json",
         deploy / "compose" / "feed_samples.py",
     } <= mounted
+
+
+def consumer_members(compose: dict) -> dict[str, dict]:
+    return {
+        name: service
+        for name, service in compose["services"].items()
+        if service.get("command") == ["run"]
+    }
+
+
+def test_every_member_has_its_own_name_and_port(compose: dict) -> None:
+    """On the host's network, members with the default name (the host name) would share
+    one group instance and transactional id, and one metrics port."""
+    members = consumer_members(compose)
+    assert len(members) >= 2
+    names = [member["environment"]["LOYALTY_MEMBER_NAME"] for member in members.values()]
+    ports = [member["environment"]["LOYALTY_METRICS_PORT"] for member in members.values()]
+    assert len(set(names)) == len(names) and len(set(ports)) == len(ports)
+    assert all("deploy" not in member and "scale" not in member for member in members.values())
+    for member in members.values():
+        healthcheck = " ".join(member["healthcheck"]["test"])
+        assert f"127.0.0.1:{member['environment']['LOYALTY_METRICS_PORT']}/healthz" in healthcheck
+    # Prometheus scrapes every member.
+    scrape = yaml.safe_load((REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [job for job in scrape["scrape_configs"] if job["job_name"] == "loyalty-consumer"]
+    targets = {target for group in job["static_configs"] for target in group["targets"]}
+    assert targets == {f"{name}:{port}" for name, port in zip(names, ports, strict=True)}
+    assert set(names) == set(members)  # the member is named as its compose service
+
+
+def test_kafka_is_the_version_the_tests_use(compose: dict) -> None:
+    image = compose["services"]["kafka"]["image"]
+    assert image == f"docker.io/apache/kafka:{kafka_version()}"
 
 
 def test_grafana_provisioning(compose: dict) -> None:

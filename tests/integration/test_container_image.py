@@ -1,13 +1,16 @@
 """The service's container image, built daemonless by deploy/container/build-image.sh
-(buildah, chroot isolation, over a base made from Debian's packages when no registry
-base can be pulled) and run with podman on the host's network against the test broker:
-it accepts the sample redemptions, serves /metrics, and on SIGTERM, as PID 1, stops
-cleanly with exit code 0 and its offsets committed."""
+(buildah, chroot isolation) over the base LOYALTY_IMAGE_BASE names (`local`, made from
+Debian's packages, unless `official`, the Dockerfile's pinned Python image; the same
+assertions hold for both), and run with podman on the host's network against the test
+broker: it accepts the sample redemptions, serves /metrics, and on SIGTERM, as PID 1,
+stops cleanly with exit code 0 and its offsets committed. Its dependencies are exactly
+the runtime lock's."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 import tomllib
 import urllib.request
@@ -18,9 +21,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
+from packaging.utils import canonicalize_name
 
 from consumer.dev.local_broker import free_ports
 from consumer.dev.samples import LOCAL_SECRETS, sample_webhooks
+from tests.helpers.deploy_scripts import public_source_url
 from tests.integration.deploy_tools import (
     BIN,
     DOCKERFILE,
@@ -61,8 +66,27 @@ def test_image_metadata(image: BuiltImage) -> None:
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert labels["org.opencontainers.image.version"] == project["version"]
     assert labels["org.opencontainers.image.licenses"] == project["license"]
-    assert labels["org.opencontainers.image.source"]
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", labels["org.opencontainers.image.revision"])
+    # The source is the remote without credentials, never the remote verbatim.
+    remote = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "config", "--get", "remote.origin.url"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    source = labels["org.opencontainers.image.source"]
+    assert source == public_source_url(remote) and "@" not in source.split("//")[-1]
+    # The commit's time: the same label on every build of one commit.
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-]\d\d:\d\d|Z)|unknown",
+        labels["org.opencontainers.image.created"],
+    )
+    # Which base, exactly: named and by the digest it was built on; the tag says it too.
+    assert labels["org.opencontainers.image.base.name"] == image.base_image.split("@")[0]
+    assert labels["org.opencontainers.image.base.digest"] == image.base_digest
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", image.base_digest)
+    assert image.image.endswith(
+        f":{project['version']}-local" if image.base == "local" else f":{project['version']}"
+    )
     assert config["Entrypoint"] == ["loyalty-consumer"]
     assert config["Cmd"] == ["run"]
     assert config.get("StopSignal") in ("SIGTERM", "15")
@@ -88,6 +112,46 @@ def test_final_stage_has_no_compiler_pip_or_cache(image: BuiltImage) -> None:
     )
     assert probe.returncode == 0, probe.stdout + probe.stderr
     assert probe.stdout.strip() == "10001"
+
+
+def test_dependencies_are_exactly_the_runtime_lock(image: BuiltImage) -> None:
+    """Rebuilt from the lock, the image holds the lock's versions and nothing else."""
+    listed = image.podman(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--read-only",
+        "--entrypoint",
+        "python3",
+        image.image,
+        "-c",
+        "import importlib.metadata as m, json; "
+        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))",
+        capture_output=True,
+        check=True,
+    )
+    installed = {
+        canonicalize_name(name): version for name, version in json.loads(listed.stdout).items()
+    }
+    assert (
+        installed.pop("loyalty-consumer")
+        == tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    )
+    lock = {
+        canonicalize_name(name): (version, marker)
+        for name, version, marker in re.findall(
+            r"^([A-Za-z0-9._-]+)==([^\s;\\]+)(?:\s*;\s*([^\\\n]+?))?\s*\\?$",
+            (REPO_ROOT / "requirements" / "runtime.lock").read_text(),
+            re.MULTILINE,
+        )
+    }
+    for name, version in installed.items():
+        assert name in lock, f"{name} is in the image but not in the lock"
+        assert lock[name][0] == version, (name, version, lock[name][0])
+    # Every unconditional entry of the lock is there (the others depend on the platform
+    # or the Python version).
+    assert {name for name, (_, marker) in lock.items() if not marker} <= set(installed)
 
 
 @pytest.fixture

@@ -15,29 +15,28 @@ import yaml
 
 from tests.integration.deploy_tools import CHART, KubernetesTools, kubernetes_tools, run_tool
 from tests.integration.kube_apiserver import ApiError, KubeApiServer
+from tests.integration.test_helm_chart import ALL_OBJECTS
 
 NAMESPACE = "loyalty"
 RELEASE = "orders"
 ESTABLISHED_TIMEOUT_SECONDS = 30.0
-# Every optional object on, as in production with the Prometheus operator.
-VALUES = (
-    "--set",
-    "webhookSecrets.mageLoyalty=mage-secret",
-    "--set",
-    "webhookSecrets.rivo=rivo-secret",
-    "--set",
-    "serviceMonitor.enabled=true",
-    "--set",
-    "processingGuarantee=exactly-once",
-)
+# Every optional object on, as in production with the Prometheus operator, and
+# exactly-once, so the workload is the StatefulSet.
+VALUES = (*ALL_OBJECTS, "--set", "processingGuarantee=exactly-once")
 # Where each kind lives in the API.
 API_PATHS = {
     "Secret": "/api/v1/namespaces/{ns}/secrets/{name}",
     "Service": "/api/v1/namespaces/{ns}/services/{name}",
-    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts/{name}",
+    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets/{name}",
     "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{name}",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}",
     "ScaledObject": "/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/{name}",
+    "TriggerAuthentication": (
+        "/apis/keda.sh/v1alpha1/namespaces/{ns}/triggerauthentications/{name}"
+    ),
     "ServiceMonitor": "/apis/monitoring.coreos.com/v1/namespaces/{ns}/servicemonitors/{name}",
+    "PrometheusRule": "/apis/monitoring.coreos.com/v1/namespaces/{ns}/prometheusrules/{name}",
 }
 
 
@@ -110,6 +109,8 @@ def test_every_object_is_stored_as_rendered(api_server: KubeApiServer, release: 
         assert stored["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
         if doc["kind"] == "Secret":
             assert stored["data"] == doc["data"]
+        elif doc["kind"] == "ServiceAccount":
+            assert stored["automountServiceAccountToken"] is False
         else:
             assert _contains(stored["spec"], doc["spec"]), doc["kind"]
 
@@ -138,11 +139,19 @@ def test_scaled_object_and_member_name_as_stored(
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["consumerGroup"] == "loyalty-consumer"
     assert trigger["metadata"]["topic"] == "loyalty.webhooks.raw"
-    deployment = api_server.request("GET", API_PATHS["Deployment"].format(ns=NAMESPACE, name=name))
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert scaled["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+    stateful = api_server.request("GET", API_PATHS["StatefulSet"].format(ns=NAMESPACE, name=name))
+    (container,) = stateful["spec"]["template"]["spec"]["containers"]
     env = {item["name"]: item for item in container["env"]}
     assert env["LOYALTY_MEMBER_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["LOYALTY_PROCESSING_GUARANTEE"]["value"] == "exactly-once"
+    assert env["LOYALTY_STATIC_MEMBERSHIP"]["value"] == "true"
+    # The server's own defaults did not turn the PDB policy or the pod policy around.
+    pdb = api_server.request(
+        "GET", API_PATHS["PodDisruptionBudget"].format(ns=NAMESPACE, name=name)
+    )
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    assert stateful["spec"]["podManagementPolicy"] == "Parallel"
 
 
 def test_server_rejects_an_unknown_scaled_object_field(
