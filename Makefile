@@ -17,7 +17,7 @@ BENCH_INSTALLED := $(BENCH_VENV)/.installed
 # e.g. make bench BENCH_ARGS='--records 150000 --rounds 5'
 BENCH_ARGS ?=
 
-.PHONY: install broker-jars prometheus lint rules docs check test unit integration run bench bench-pipeline chaos fuzz clean
+.PHONY: install broker-jars prometheus lint rules docs check test unit integration run bench bench-pipeline bench-bomb chaos fuzz clean
 .PHONY: deploy-tools image lock lock-upgrade
 
 # Every dependency from the hashed lock, then the package itself (no dependencies of
@@ -99,6 +99,10 @@ bench: $(BENCH_INSTALLED) broker-jars
 # Pipeline cost per record and provider, without Kafka.
 bench-pipeline: install
 	$(BIN)/python -m tests.benchmarks.pipeline_cost
+
+# Peak resident memory of the service with and without a gzip compression bomb.
+bench-bomb: install broker-jars
+	$(BIN)/python -m tests.benchmarks.compression_bomb
 
 # The fault scenarios of tests/integration/test_fault_tolerance.py at any size, both
 # guarantees, printing the ledger and the longest stall per partition of each scenario:
