@@ -249,7 +249,7 @@ def test_image_runs_the_service_and_stops_on_sigterm(
     assert any(
         line["message"] == "stop requested" and line.get("signal") == 15 for line in lines
     ), logs[-4000:]
-    assert lines[-1]["message"] == "stopped" and lines[-1]["unacknowledged"] == 0
+    assert lines[-1]["message"] == "stopped" and lines[-1]["final_commit"] is True
 
     committed = committed_offsets(kafka_bootstrap_servers, group_id, raw, RAW_PARTITIONS)
     ends = end_offsets(kafka_bootstrap_servers, raw, RAW_PARTITIONS)
