@@ -229,8 +229,8 @@ def run_service(
         server = serve_http(metrics, settings.metrics_port, live, ready, settings.metrics_host)
     except OSError as exc:
         raise ConfigError(
-            f"LOYALTY_METRICS_HOST={settings.metrics_host} LOYALTY_METRICS_PORT="
-            f"{settings.metrics_port}: cannot listen there: {exc.strerror or exc}"
+            f"LOYALTY_METRICS_PORT={settings.metrics_port} (LOYALTY_METRICS_HOST="
+            f"{settings.metrics_host}): cannot listen there: {exc.strerror or exc}"
         ) from None
     log.info(
         "starting",
