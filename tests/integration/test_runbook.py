@@ -76,6 +76,10 @@ def written_by_the_service(kafka_bootstrap_servers, new_topic, group_id, monkeyp
     return settings
 
 
+# The rejection reasons of the sample webhooks the fixture runs through the service.
+SAMPLE_REASONS = {sample.expected for sample in sample_webhooks()}
+
+
 def test_each_runbook_command_runs_and_answers(written_by_the_service, capsys):
     ran = 0
     replayed = 0  # put back on the raw topic by the entries so far: the lag to expect
@@ -92,7 +96,13 @@ def test_each_runbook_command_runs_and_answers(written_by_the_service, capsys):
                 assert f"group {written_by_the_service.group_id}: " in out
                 assert f"lag {replayed}\n" in out, (alert, out)
             elif words[1] == "tail":
-                assert "signature_invalid" in out, (alert, out)
+                # A reason filter the samples cannot meet (internal_error: a bug) selects
+                # nothing; any other entry shows the samples' dead letters.
+                wanted = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--reason"]
+                if wanted and not set(wanted) & SAMPLE_REASONS:
+                    assert out == "", (alert, out)
+                else:
+                    assert "signature_invalid" in out, (alert, out)
             elif "--dry-run" in words:
                 assert "would be replayed" in out
             else:
