@@ -809,6 +809,7 @@ TOOL_VARIABLES = (
     "LOYALTY_CACHE_DIR",  # deploy/: where the deployment tools and images are cached
     "LOYALTY_REGISTRY_CACHE",  # the tests' schema registry download
     "LOYALTY_RAW_TOPIC_PARTITIONS",  # deploy/compose: partitions of the raw topic it creates
+    "LOYALTY_IMAGE_BASE",  # deploy/container/build-image.sh: which base the image is built on
 )
 
 
