@@ -116,6 +116,7 @@ class Runner:
         self._stop_requested = False
         self._stop_requested_at: float | None = None
         self._failed = False
+        self._closed = False
         self.last_poll_monotonic = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -213,13 +214,22 @@ class Runner:
                 raise
         finally:
             self._watchdog.expect("leaving the group", self._settings.shutdown_deadline_seconds)
-            with contextlib.suppress(KafkaException, RuntimeError):
-                self._consumer.close()
+            self.close()
         log.info(
             "stopped",
             extra={"final_commit": committed if not self._failed else "skipped after a failure"},
         )
         return committed or self._failed
+
+    def close(self) -> None:
+        """Leave the group and release the consumer, once. Also when the loop never ran
+        (a start-up check failed): a consumer left to the interpreter's exit is
+        destroyed while its threads may still call back into Python."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self._consumer.close()
 
     def _serve_rebalance(self) -> None:
         """Let librdkafka run a pending rebalance (its callbacks run inside consume)

@@ -247,6 +247,7 @@ def run_service(
                 log.info("output limits", extra={"max_record_bytes": limits})
                 runner.run(limits)
     finally:
+        runner.close()
         server.shutdown()
 
 
