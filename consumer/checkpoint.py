@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import (
@@ -92,21 +93,19 @@ def _offsets(positions: Positions) -> list[TopicPartition]:
     ]
 
 
-class AtLeastOnce:
-    def __init__(
-        self,
-        consumer: Consumer,
-        producer: Producer,
-        reports: DeliveryReports,
-        metrics: Metrics,
-        watchdog: Watchdog,
-    ) -> None:
-        self._consumer = consumer
-        self._producer = producer
-        self._reports = reports
-        self._metrics = metrics
-        self._watchdog = watchdog
+@dataclass
+class _Clients:
+    """What both checkpoints work with: the clients, their failure reports, the metrics
+    and the watchdog every blocking call is announced to."""
 
+    _consumer: Consumer
+    _producer: Producer
+    _reports: DeliveryReports
+    _metrics: Metrics
+    _watchdog: Watchdog
+
+
+class AtLeastOnce(_Clients):
     def start(self) -> None:
         pass
 
@@ -139,23 +138,11 @@ class AtLeastOnce:
         pass  # nothing committed past the last checkpoint
 
 
-class ExactlyOnce:
-    def __init__(
-        self,
-        consumer: Consumer,
-        producer: Producer,
-        reports: DeliveryReports,
-        metrics: Metrics,
-        watchdog: Watchdog,
-        transactional_id: str,
-    ) -> None:
-        self._consumer = consumer
-        self._producer = producer
-        self._reports = reports
-        self._metrics = metrics
-        self._watchdog = watchdog
-        self._transactional_id = transactional_id
-        self._opened_at: float | None = None
+@dataclass
+class ExactlyOnce(_Clients):
+    _transactional_id: str = ""
+    # When the open transaction began (monotonic); None when none is open.
+    _opened_at: float | None = None
 
     def start(self) -> None:
         self._call("init_transactions", self._producer.init_transactions, TRANSACTION_CALL_SECONDS)
