@@ -5,8 +5,9 @@ quix-streams' Checkpoint and Kafka Streams' commit interval), so the loop never
 branches on the guarantee:
 
 - AtLeastOnce: wait until the producer has every output acknowledged (flush), then
-  commit the input positions. An output that failed, or is not acknowledged yet,
-  means no commit: the positions stay, and a restart reads those records again.
+  commit the input positions. An output that failed means no commit (a restart reads
+  those records again); outputs not acknowledged yet, or a commit refused during a
+  rebalance, keep the positions for the next checkpoint.
 - ExactlyOnce: outputs go into a producer transaction, opened lazily with the first
   batch; the checkpoint sends the positions to the transaction with the consumer's
   group metadata (KIP-447) and commits it, so a read_committed reader sees each output
@@ -125,10 +126,24 @@ class AtLeastOnce(_Clients):
         if not positions:
             return True
         self._watchdog.expect("committing offsets", COMMIT_BOUND_SECONDS)
-        # Between checkpoints an asynchronous commit is enough: if it is lost, the
-        # records are read again (at least once). At a revocation or shutdown the
-        # next owner reads from what is committed, so wait for it.
-        self._consumer.commit(offsets=_offsets(positions), asynchronous=not final)
+        # Synchronous, so that a commit refused by a rebalance under way (an illegal
+        # generation) is known here and the positions are kept for the next checkpoint:
+        # an asynchronous commit that fails quietly would leave a partition that gets
+        # no more records uncommitted for good. One round trip a checkpoint.
+        try:
+            self._consumer.commit(offsets=_offsets(positions), asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError._NO_OFFSET:
+                return True
+            if final:
+                raise  # final_commit waits out a rebalance; a revocation logs it
+            self._metrics.commit_errors.inc()
+            log.warning(
+                "commit refused; the positions are committed at the next checkpoint",
+                extra={"error": error.str()},
+            )
+            return False
         return True
 
     def partitions_lost(self, still_assigned: Collection[tuple[str, int]]) -> None:

@@ -255,10 +255,10 @@ class Runner:
     def _commit_checkpoint(self, final: bool = False) -> None:
         if self._checkpoint.commit(self._positions, final=final):
             self._checkpoint_committed()
-        elif not self._settings.exactly_once:
-            return  # at-least-once: outputs still in flight; keep the positions, retry
-        else:
-            self._checkpoint_discarded()
+        elif self._settings.exactly_once:
+            self._checkpoint_discarded()  # aborted and rewound: the records come again
+        # At-least-once, not committed (outputs in flight, or the commit refused by a
+        # rebalance): the positions stay and the next checkpoint commits them.
         self._start_checkpoint_interval()
 
     def _checkpoint_committed(self) -> None:

@@ -284,6 +284,18 @@ def test_each_checkpoint_commits_the_next_position_of_each_partition():
     assert consumer.commits == [([(RAW, 0, 2), (RAW, 1, 4)], False)]
 
 
+def test_positions_a_checkpoint_could_not_commit_are_committed_by_the_next():
+    # A checkpoint after every record; the first commit is refused by a rebalance. No
+    # more records come for the partition, so only a kept position gets it committed.
+    consumer, _, metrics = run_loop(
+        [[Message(0, b"x")]],
+        commit_errors=[KafkaError.ILLEGAL_GENERATION],
+        checkpoint_records=1,
+    )
+    assert consumer.commits == [([(RAW, 0, 1)], False)]
+    assert metrics.registry.get_sample_value("loyalty_commit_errors_total") == 1
+
+
 def test_a_commit_refused_during_a_rebalance_is_retried_once_it_is_served():
     consumer, _, metrics = run_loop(
         [[Message(0, b"x")]],
