@@ -36,8 +36,9 @@ Library errors become ours at the edge where the library is called, each with
 - orjson's JSONDecodeError -> InvalidJson, in pipeline._parse_object;
 - fastavro's ValidationError -> SchemaViolation, in schemas.RawSchema;
 - value parsing (timestamps, decimals, ids) -> NormalizationError, in providers/fields.py;
-- confluent-kafka's KafkaException and KafkaError -> KafkaFailure / DeliveryFailed, in
-  runner.Runner (produce, delivery reports, consume errors, offset storage).
+- confluent-kafka's KafkaException and KafkaError -> KafkaFailure / DeliveryFailed /
+  ProducerFenced, in the loop's modules: kafka_io (client construction, delivery
+  reports), checkpoint (commits, transaction calls) and runner (produce, consume errors).
 """
 
 from __future__ import annotations

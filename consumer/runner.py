@@ -39,7 +39,13 @@ from consumer import __version__
 from consumer.checkpoint import Checkpoint, final_commit
 from consumer.config import Settings
 from consumer.dead_letter import dead_letter_headers
-from consumer.errors import FinalCommitFailed, KafkaFailure
+from consumer.errors import (
+    FinalCommitFailed,
+    InternalError,
+    KafkaFailure,
+    OutputTooLarge,
+    UndecodableRecord,
+)
 from consumer.kafka_io import (
     DeliveryReports,
     produce,
@@ -345,7 +351,7 @@ class Runner:
         if self._settings.on_internal_error == "stop":
             raise exc
         return Rejected(
-            reason="internal_error",
+            reason=InternalError.reason,
             message=f"internal error while {stage}: {type(exc).__name__}: {exc}"[
                 :INTERNAL_ERROR_MESSAGE_CHARS
             ],
@@ -369,7 +375,7 @@ class Runner:
         size = record_size(key, value, headers)
         if size > self._limits[topic]:
             return Rejected(
-                reason="output_too_large",
+                reason=OutputTooLarge.reason,
                 message=(
                     f"the clean record is {size} bytes; {topic} takes at most {self._limits[topic]}"
                 ),
@@ -469,7 +475,7 @@ class Runner:
         offset = state[0]
         raw = RawRecord(value=None, topic=topic, partition=partition, offset=offset)
         rejected = Rejected(
-            reason="undecodable_record",
+            reason=UndecodableRecord.reason,
             message=f"the consumer could not decode the record: {error.str()}",
             error_class=f"KafkaError.{error.name()}",
         )
