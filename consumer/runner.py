@@ -181,6 +181,7 @@ class Runner:
                 self._watchdog.expect("consuming", liveness)
                 batch = self._consumer.consume(batch_size, poll_timeout)
                 self.last_poll_monotonic = time.monotonic()
+                self._metrics.last_poll.set(time.time())
                 self._watchdog.expect("processing a batch", liveness)
                 if batch:
                     self._checkpoint.before_outputs()

@@ -277,6 +277,13 @@ def test_a_failed_delivery_is_never_committed_past():
     assert consumers[0].commits == []
 
 
+def test_each_poll_is_stamped_for_the_stalled_loop_alert():
+    before = time.time()
+    _, _, metrics = run_loop([[Message(0, b"x")]])
+    stamped = metrics.registry.get_sample_value("loyalty_last_poll_timestamp_seconds")
+    assert stamped >= before
+
+
 def test_each_checkpoint_commits_the_next_position_of_each_partition():
     consumer, _, _ = run_loop(
         [[Message(0, b"x", partition=0), Message(3, b"y", partition=1), Message(1, b"z")]]
