@@ -107,15 +107,17 @@ bench-bomb: install broker-jars
 # The fault scenarios of tests/integration/test_fault_tolerance.py at any size, both
 # guarantees, printing the ledger and the longest stall per partition of each scenario:
 # make chaos RECORDS=100000 FAULTS=3 SEED=7 OUTAGE=60; CHAOS_ARGS='--scenario outage
-# --guarantee exactly-once' runs a part (scenarios: kill, rebalance, restarts, outage).
+# --guarantee exactly-once' runs a part (scenarios: kill, rebalance, restarts, outage);
+# GROUP_PROTOCOL=consumer runs the members on KIP-848's group protocol.
 RECORDS ?= 20000
 FAULTS  ?= 3
 SEED    ?= 7
 OUTAGE  ?= 60
+GROUP_PROTOCOL ?= classic
 CHAOS_ARGS ?=
 chaos: install broker-jars
 	$(BIN)/python -m tests.integration.chaos --records $(RECORDS) --faults $(FAULTS) \
-		--seed $(SEED) --outage-seconds $(OUTAGE) $(CHAOS_ARGS)
+		--seed $(SEED) --outage-seconds $(OUTAGE) --group-protocol $(GROUP_PROTOCOL) $(CHAOS_ARGS)
 
 # Deployment: helm, kubeconform, kube-apiserver (built from its Go module), etcd,
 # docker-compose, KEDA's CRDs and offline schemas; and the service's container image,

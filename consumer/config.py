@@ -75,6 +75,9 @@ ON_INTERNAL_ERROR_CHOICES = ("dead-letter", "stop")
 # it every few seconds forever. librdkafka's own range (1..3,600,000) is wider.
 BROKER_SESSION_TIMEOUT_MIN_MS = 6_000
 BROKER_SESSION_TIMEOUT_MAX_MS = 1_800_000
+# Kafka's default session timeout (KIP-735), for the classic protocol: see
+# docs/guarantees.md#the-session-timeout for what a shorter one costs.
+DEFAULT_SESSION_TIMEOUT_MS = 45_000
 # librdkafka's default heartbeat.interval.ms; a member heart-beats several times a session.
 DEFAULT_HEARTBEAT_INTERVAL_MS = 3_000
 # The brokers' default transaction.max.timeout.ms: a longer transaction.timeout.ms makes
@@ -150,7 +153,7 @@ class Settings:
     # each member lose its partitions and re-read its uncommitted work (1,732
     # duplicates for a 17 s outage at 15 s; none at 45 s). Outages outnumber kills,
     # and a graceful stop leaves the group at once whatever the timeout.
-    session_timeout_ms: int = 45_000
+    session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
     # A checkpoint (outputs acknowledged, then input positions committed; exactly-once:
     # the transaction committed) after this long or this many records, whichever comes
     # first. The interval is the latency a read_committed reader sees, and the most a
@@ -220,6 +223,30 @@ class Settings:
                         f"{other}={topic!r} is also {name}: the raw, clean and "
                         "dead-letter topics must be three different topics"
                     )
+        if self.broker_assigned_group:
+            if self.session_timeout_ms != DEFAULT_SESSION_TIMEOUT_MS:
+                # KIP-848: the session timeout is the group's, set on the brokers.
+                raise ConfigError(
+                    f"LOYALTY_SESSION_TIMEOUT_MS={self.session_timeout_ms}: with "
+                    "group.protocol=consumer the session timeout is the brokers' "
+                    "group.consumer.session.timeout.ms; unset it"
+                )
+        else:
+            self._check_group_timeouts()
+        if self.exactly_once:
+            longest = BROKER_TRANSACTION_MAX_TIMEOUT_MS // _TRANSACTION_TIMEOUTS_PER_CHECKPOINT
+            if self.checkpoint_interval_ms > longest and not self._producer_sets(
+                "transaction.timeout.ms"
+            ):
+                raise ConfigError(
+                    f"LOYALTY_CHECKPOINT_INTERVAL_MS={self.checkpoint_interval_ms}: at most "
+                    f"{longest} ms, or the transaction timeout it implies exceeds the "
+                    f"brokers' default transaction.max.timeout.ms "
+                    f"({BROKER_TRANSACTION_MAX_TIMEOUT_MS} ms)"
+                )
+
+    def _check_group_timeouts(self) -> None:
+        """The classic protocol's session timeout and heartbeat, as the brokers accept them."""
         session, session_variable = self._consumer_property(
             "session.timeout.ms", self.session_timeout_ms, "LOYALTY_SESSION_TIMEOUT_MS"
         )
@@ -237,17 +264,6 @@ class Settings:
                 f"{heartbeat_variable or session_variable}: heartbeat.interval.ms "
                 f"({heartbeat}) must be lower than session.timeout.ms ({session})"
             )
-        if self.exactly_once:
-            longest = BROKER_TRANSACTION_MAX_TIMEOUT_MS // _TRANSACTION_TIMEOUTS_PER_CHECKPOINT
-            if self.checkpoint_interval_ms > longest and not self._producer_sets(
-                "transaction.timeout.ms"
-            ):
-                raise ConfigError(
-                    f"LOYALTY_CHECKPOINT_INTERVAL_MS={self.checkpoint_interval_ms}: at most "
-                    f"{longest} ms, or the transaction timeout it implies exceeds the "
-                    f"brokers' default transaction.max.timeout.ms "
-                    f"({BROKER_TRANSACTION_MAX_TIMEOUT_MS} ms)"
-                )
 
     def _consumer_property(
         self, prop: str, default: int, variable: str | None
@@ -308,6 +324,16 @@ class Settings:
         return tuple(name for name in provider_names if name in self.unsigned_providers)
 
     @property
+    def broker_assigned_group(self) -> bool:
+        """KIP-848's group protocol (KAFKA_CONSUMER_GROUP_PROTOCOL=consumer): the brokers
+        assign partitions and own the session timeout, and librdkafka refuses the
+        client-side session.timeout.ms and partition.assignment.strategy."""
+        protocol = self.kafka_consumer.get("group.protocol") or self.kafka_common.get(
+            "group.protocol", "classic"
+        )
+        return str(protocol).lower() == "consumer"
+
+    @property
     def exactly_once(self) -> bool:
         return self.processing_guarantee == EXACTLY_ONCE
 
@@ -347,6 +373,8 @@ class Settings:
             "partition.assignment.strategy": "cooperative-sticky",
             "statistics.interval.ms": self.statistics_interval_ms,
         }
+        if self.broker_assigned_group:
+            del config["session.timeout.ms"], config["partition.assignment.strategy"]
         if self.static_membership:
             # Static membership: a restart within the session timeout keeps the member's
             # partitions without a rebalance.
@@ -778,7 +806,8 @@ VARIABLES: tuple[Variable, ...] = (
         _positive_integer,
         "a member that stops heart-beating (killed, frozen) loses its partitions after this "
         f"long; the brokers accept {BROKER_SESSION_TIMEOUT_MIN_MS}.."
-        f"{BROKER_SESSION_TIMEOUT_MAX_MS}",
+        f"{BROKER_SESSION_TIMEOUT_MAX_MS}. Not with KAFKA_CONSUMER_GROUP_PROTOCOL=consumer, "
+        "where the brokers' group.consumer.session.timeout.ms applies",
     ),
     Variable(
         "LOYALTY_CHECKPOINT_INTERVAL_MS",

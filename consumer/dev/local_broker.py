@@ -266,6 +266,7 @@ class LocalBroker:
         *,
         inherit_console: bool = False,
         security: SecuredListener | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         if not re.fullmatch(r"\d+[kKmMgG]?", heap):
             raise ValueError(f"heap must look like 512m or 1g, got {heap!r}")
@@ -274,6 +275,8 @@ class LocalBroker:
         self.security = security
         self.secured_port: int | None = security.port if security else None
         self.heap = heap
+        # Broker properties on top of BROKER_SETTINGS, e.g. a scenario's group timeouts.
+        self.settings = dict(settings or {})
         self.kafka_version = kafka_version()
         self.startup_seconds: float | None = None
         # With the console inherited (the `run` command), WARN lines show in the terminal;
@@ -465,6 +468,7 @@ class LocalBroker:
             settings["advertised.listeners"] += f",{secured}"
             settings["listener.security.protocol.map"] += f",{SECURED_LISTENER}:{SECURED_LISTENER}"
             settings.update(self.security.server_properties(self.secured_port))
+        settings.update(self.settings)
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
     def _format_storage(

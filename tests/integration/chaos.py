@@ -49,6 +49,19 @@ PARTITIONS = 6
 COMMAND = Path(sys.executable).with_name("loyalty-consumer")
 STOP_TIMEOUT_SECONDS = 40
 SETTLE_TIMEOUT_SECONDS = 240
+# Members' session timeout. Under the classic protocol the member asks for it; under
+# KIP-848's (`--group-protocol consumer`) the brokers hold it, so theirs is lowered to
+# the same 6 s (their defaults: 45 s, and no group may ask below it), with a heartbeat
+# well inside it.
+MEMBER_SESSION_TIMEOUT_MS = 6000
+CHAOS_BROKER_SETTINGS = {
+    "group.consumer.min.session.timeout.ms": str(MEMBER_SESSION_TIMEOUT_MS),
+    "group.consumer.session.timeout.ms": str(MEMBER_SESSION_TIMEOUT_MS),
+    "group.consumer.min.heartbeat.interval.ms": "1000",
+    "group.consumer.heartbeat.interval.ms": "2000",
+}
+# The group protocol the members use: "classic" (the service's default) or "consumer".
+group_protocol = "classic"
 
 
 # --- the stream ------------------------------------------------------------------------
@@ -467,7 +480,7 @@ class Run:
             "LOYALTY_GROUP_ID": self.group,
             "LOYALTY_PROCESSING_GUARANTEE": self.guarantee,
             "LOYALTY_STATIC_MEMBERSHIP": "true" if static else "false",
-            "LOYALTY_SESSION_TIMEOUT_MS": "6000",
+            "LOYALTY_SESSION_TIMEOUT_MS": str(MEMBER_SESSION_TIMEOUT_MS),
             # Short polls: a trickle of records keeps a transaction open most of the time,
             # so a kill lands inside one.
             "LOYALTY_POLL_TIMEOUT_SECONDS": "0.2",
@@ -477,6 +490,9 @@ class Run:
             "MAGE_LOYALTY_WEBHOOK_SECRET": LOCAL_SECRETS["mage_loyalty"],
             "RIVO_WEBHOOK_SECRET": LOCAL_SECRETS["rivo"],
         }
+        if group_protocol == "consumer":
+            env["KAFKA_CONSUMER_GROUP_PROTOCOL"] = "consumer"
+            del env["LOYALTY_SESSION_TIMEOUT_MS"]
         member = Member(name, env, self.log_dir)
         self.members.append(member)
         return member
@@ -594,7 +610,7 @@ def members_join_and_leave(
 @contextlib.contextmanager
 def own_broker(log_dir: Path, name: str) -> Iterator[LocalBroker]:
     """A broker of the scenario's own, whose data and logs stay in the scenario's folder."""
-    broker = LocalBroker(workdir=log_dir / name)
+    broker = LocalBroker(workdir=log_dir / name, settings=CHAOS_BROKER_SETTINGS)
     broker.start()
     try:
         yield broker
@@ -679,7 +695,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenario", choices=[*SCENARIOS, "restarts", "outage"], action="append", default=None
     )
+    parser.add_argument("--group-protocol", choices=["classic", "consumer"], default="classic")
     args = parser.parse_args(argv)
+    global group_protocol
+    group_protocol = args.group_protocol
     guarantees = args.guarantee or [AT_LEAST_ONCE, EXACTLY_ONCE]
     chosen = args.scenario or [*SCENARIOS, "restarts", "outage"]
     log_dir = Path(tempfile.mkdtemp(prefix="loyalty-chaos-"))
@@ -728,6 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         or o.ledger.misrouted
         or (o.guarantee == EXACTLY_ONCE and o.ledger.duplicated)
     ]
+    print(f"group protocol: {group_protocol}")
     print("verdict:", "FAILED" if failed else "0 lost everywhere; 0 duplicates in exactly-once")
     return 1 if failed else 0
 

@@ -337,6 +337,21 @@ def test_static_membership_uses_the_member_name_only_when_asked():
         Settings.from_env({**env, "LOYALTY_STATIC_MEMBERSHIP": "maybe"})
 
 
+def test_the_broker_assigned_group_protocol_leaves_session_and_assignment_to_the_brokers():
+    from confluent_kafka import Consumer
+
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "KAFKA_CONSUMER_GROUP_PROTOCOL": "consumer"}
+    config = Settings.from_env(env).consumer_config()
+    assert "session.timeout.ms" not in config
+    assert "partition.assignment.strategy" not in config
+    # librdkafka itself refuses either property with group.protocol=consumer.
+    Consumer(config).close()
+    classic = Settings.from_env({**env, "KAFKA_CONSUMER_GROUP_PROTOCOL": "classic"})
+    assert classic.consumer_config()["partition.assignment.strategy"] == "cooperative-sticky"
+    with pytest.raises(ConfigError, match=r"group\.consumer\.session\.timeout\.ms"):
+        Settings.from_env({**env, "LOYALTY_SESSION_TIMEOUT_MS": "20000"})
+
+
 def test_fetch_and_prefetch_are_bounded_by_the_payload_limit():
     settings = Settings.from_env(
         {"KAFKA_BOOTSTRAP_SERVERS": "b:9092", "LOYALTY_MAX_PAYLOAD_BYTES": str(2 * 1024 * 1024)}
