@@ -312,9 +312,16 @@ class Runner:
         positions = self._positions
         process = self._process
         processed = 0
+        # Partitions sought past an undecodable offset in this batch: the rest of the
+        # batch for them was fetched before the seek (a corrupt batch's error can come
+        # twice in one consumed batch), and the client fetches again from the seek.
+        sought: set[tuple[str, int]] = set()
         for message in batch:
+            if sought and (message.topic(), message.partition()) in sought:
+                continue
             if message.error() is not None:
-                self._on_consume_error(message, outcomes)
+                if self._on_consume_error(message, outcomes):
+                    sought.add((message.topic(), message.partition()))
                 continue
             raw = to_raw_record(message)
             where = (raw.topic, raw.partition)
@@ -430,7 +437,8 @@ class Runner:
 
     def _on_consume_error(
         self, message: Message, outcomes: dict[tuple[str, str, str, str], int]
-    ) -> None:
+    ) -> bool:
+        """Whether the consumer was sought past the message's partition's position."""
         error = message.error()
         self._metrics.consume_errors.labels(error.name()).inc()
         # A fatal error can reach the loop as code _FATAL with its fatal() flag unset
@@ -439,21 +447,24 @@ class Runner:
         if stops_the_service(error) or error.code() == KafkaError._FATAL:
             raise KafkaFailure(f"kafka consumer cannot continue: {error.str()} ({error.name()})")
         if error.code() in UNDECODABLE and message.partition() >= 0 and message.offset() >= 0:
-            self._on_undecodable(message, error, outcomes)
-            return
+            return self._on_undecodable(message, error, outcomes)
         log.warning("consumer error", extra={"error": error.str(), "code": error.name()})
+        return False
 
     def _on_undecodable(
         self,
         message: Message,
         error: KafkaError,
         outcomes: dict[tuple[str, str, str, str], int],
-    ) -> None:
+    ) -> bool:
         """librdkafka reports an undecodable batch at the batch's first offset, again on
         every fetch, and a seek inside the batch is reported at that same offset: so an
         error below the offset already given up means the next one is undecodable too.
-        Each offset given up becomes its own dead letter (no value: there is none to
-        give), so every offset still ends in exactly one outcome."""
+        That holds only for errors fetched after the seek, which is why the caller drops
+        the rest of a consumed batch for a partition once this returns True (sought
+        past an offset given up). Each offset given up becomes its own dead letter (no
+        value: there is none to give), so every offset still ends in exactly one
+        outcome."""
         topic, partition, reported = message.topic(), message.partition(), message.offset()
         where = (topic, partition)
         state = self._undecodable.get(where)
@@ -472,7 +483,7 @@ class Runner:
                         "error": error.str(),
                     },
                 )
-                return
+                return False
         offset = state[0]
         raw = RawRecord(value=None, topic=topic, partition=partition, offset=offset)
         rejected = Rejected(
@@ -489,6 +500,7 @@ class Runner:
         # once. One reported at it is a new batch: fetched again first.
         state[0], state[1] = offset + 1, 0
         self._consumer.seek(TopicPartition(topic, partition, offset + 1))
+        return True
 
     # -- rebalances ------------------------------------------------------------------
 

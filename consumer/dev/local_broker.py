@@ -306,6 +306,11 @@ class LocalBroker:
     def log_dir(self) -> Path | None:
         return self._workdir / "logs" if self._workdir else None
 
+    @property
+    def data_dir(self) -> Path | None:
+        """The broker's `log.dirs`: one directory of segment files per partition."""
+        return self._workdir / "data" if self._workdir else None
+
     def __enter__(self) -> LocalBroker:
         self.start()
         return self

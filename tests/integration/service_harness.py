@@ -1,21 +1,30 @@
-"""Drives the real service (Runner with real clients) against the test broker."""
+"""Drives the real service (Runner with real clients, or `loyalty-consumer run` as a
+child process) against the test broker."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from confluent_kafka import OFFSET_INVALID, Consumer, Message, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.config import Settings
+from consumer.dev.local_broker import free_ports
+from consumer.dev.samples import LOCAL_SECRETS
 from consumer.kafka_io import output_limits
 from consumer.metrics import Metrics, serve_http
 from consumer.records import HeaderList
 from consumer.runner import Runner
 from consumer.service import build_runner, probes
+from tests.helpers import processes
 
 # Generous: a rebalance on a cold broker takes a few seconds; a hang shows as a failure.
 RUN_TIMEOUT_SECONDS = 90.0
@@ -82,6 +91,46 @@ def start_service(settings: Settings, serve: bool = False) -> ServiceRun:
     run.thread = threading.Thread(target=target, name="service", daemon=True)
     run.thread.start()
     return run
+
+
+def start_service_process(
+    bootstrap: str, name: str, output=subprocess.DEVNULL, **env: str
+) -> tuple[subprocess.Popen, int]:
+    """`loyalty-consumer run` as a child process, reading `{name}-raw` into `{name}-clean`
+    and `{name}-dlq` as group `{name}-group`, with every provider's local secret and its
+    metrics and probes on a free port (returned). `env` adds or overrides variables;
+    `output` takes its stdout and stderr."""
+    (port,) = free_ports(1)
+    environment = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "LOYALTY_RAW_TOPIC": f"{name}-raw",
+        "LOYALTY_CLEAN_TOPIC": f"{name}-clean",
+        "LOYALTY_DLQ_TOPIC": f"{name}-dlq",
+        "LOYALTY_GROUP_ID": f"{name}-group",
+        "LOYALTY_METRICS_PORT": str(port),
+        "LOYALTY_METRICS_HOST": "127.0.0.1",
+        "RIVO_WEBHOOK_SECRET": LOCAL_SECRETS["rivo"],
+        "MAGE_LOYALTY_WEBHOOK_SECRET": LOCAL_SECRETS["mage_loyalty"],
+        **env,
+    }
+    process = processes.start(
+        [sys.executable, "-m", "consumer", "run"], env=environment, stdout=output, stderr=output
+    )
+    return process, port
+
+
+def scraped_total(port: int, name: str, **labels: str) -> float:
+    """The sum of the samples `name` whose labels include `labels`, from the /metrics of
+    a service process on `port`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = RUN_TIMEOUT_SECONDS):

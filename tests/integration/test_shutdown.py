@@ -6,19 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
-from consumer.dev.local_broker import LocalBroker, free_ports
-from consumer.dev.samples import LOCAL_SECRETS
+from consumer.dev.local_broker import LocalBroker
 from consumer.dev.topics import ensure_topics
 from consumer.runner import EXIT_SHUTDOWN_DEADLINE
 from tests.helpers import processes
-from tests.integration.service_harness import produce_all, wait_until
+from tests.integration.service_harness import produce_all, start_service_process, wait_until
 from tests.integration.test_service import rivo_redemptions
 
 DEADLINE_SECONDS = 3
@@ -36,32 +34,6 @@ def own_broker() -> Iterator[LocalBroker]:
     finally:
         os.kill(broker.pid, signal.SIGCONT)  # in case a test left it frozen
         broker.stop()
-
-
-def start_service_process(broker: LocalBroker, name: str) -> tuple[subprocess.Popen, int]:
-    (port,) = free_ports(1)
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "LOYALTY_RAW_TOPIC": f"{name}-raw",
-        "LOYALTY_CLEAN_TOPIC": f"{name}-clean",
-        "LOYALTY_DLQ_TOPIC": f"{name}-dlq",
-        "LOYALTY_GROUP_ID": f"{name}-group",
-        "LOYALTY_METRICS_PORT": str(port),
-        "LOYALTY_STATISTICS_INTERVAL_MS": "500",
-        "LOYALTY_SHUTDOWN_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
-        "RIVO_WEBHOOK_SECRET": LOCAL_SECRETS["rivo"],
-        "MAGE_LOYALTY_WEBHOOK_SECRET": LOCAL_SECRETS["mage_loyalty"],
-        # No background commit before the stop: the final commit in close() has work.
-        "KAFKA_CONSUMER_AUTO_COMMIT_INTERVAL_MS": "600000",
-    }
-    process = processes.start(
-        [sys.executable, "-m", "consumer", "run"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return process, port
 
 
 def _ready(port: int) -> bool:
@@ -87,7 +59,14 @@ def _running_service(broker: LocalBroker, name: str) -> tuple[subprocess.Popen, 
     settings = _Settings(bootstrap_servers=broker.bootstrap_servers)
     ensure_topics(settings, (f"{name}-raw", f"{name}-clean", f"{name}-dlq"))
     produce_all(broker.bootstrap_servers, f"{name}-raw", rivo_redemptions(100))
-    process, port = start_service_process(broker, name)
+    process, port = start_service_process(
+        broker.bootstrap_servers,
+        name,
+        LOYALTY_STATISTICS_INTERVAL_MS="500",
+        LOYALTY_SHUTDOWN_DEADLINE_SECONDS=str(DEADLINE_SECONDS),
+        # No background commit before the stop: the final commit in close() has work.
+        KAFKA_CONSUMER_AUTO_COMMIT_INTERVAL_MS="600000",
+    )
     try:
         wait_until(lambda: _ready(port) and _consumed(port) == 100, "the service to consume")
     except BaseException:

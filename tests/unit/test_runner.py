@@ -267,6 +267,23 @@ def test_an_undecodable_batch_is_retried_then_each_offset_dead_lettered_and_skip
     assert consumer.commits[-1] == ([(RAW, 0, 8)], False)
 
 
+def test_an_undecodable_error_fetched_before_the_seek_past_it_gives_nothing_else_up():
+    bad = KafkaError(KafkaError._BAD_COMPRESSION, "Invalid compressed data")
+    # A corrupt batch of one record at 5, then a good record at 6. librdkafka hands the
+    # batch's error over twice in one consumed batch; the second was fetched before the
+    # seek past 5, so it says nothing about 6.
+    errors = [[Message(5, None, error=bad)] for _ in range(UNDECODABLE_ATTEMPTS - 1)]
+    twice = [Message(5, None, error=bad), Message(5, None, error=bad)]
+    consumer, producer, _ = run_loop([*errors, twice, [Message(6, b"not json")]])
+    assert consumer.seeks == [(0, 6)]
+    dead = producer.dead_letters()
+    assert [(header(p, "__connect.errors.offset"), header(p, REASON)) for p in dead] == [
+        (b"5", b"undecodable_record"),
+        (b"6", b"invalid_json"),
+    ]
+    assert consumer.commits[-1] == ([(RAW, 0, 7)], False)
+
+
 # -- checkpoints ------------------------------------------------------------------------
 
 
