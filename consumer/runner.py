@@ -72,9 +72,10 @@ CLOSE_RESERVE_SECONDS = 3.0
 UNDECODABLE = frozenset(
     (KafkaError._BAD_COMPRESSION, KafkaError._BAD_MSG, KafkaError._NOT_IMPLEMENTED)
 )
-# How often the same undecodable offset is fetched before it is given up as a dead
+# How often the same undecodable offset is reported before it is given up as a dead
 # letter: a transient corruption in transit is fetched again; corruption on the broker
-# is the same every time.
+# is the same every time. The client may report one fetch's error twice, so this is
+# two or three fetches.
 UNDECODABLE_ATTEMPTS = 3
 # An internal error's message in the dead-letter header: enough to recognise the bug;
 # the traceback is in the log.
