@@ -20,8 +20,10 @@
     └── KafkaFailure                 the broker or client failed us; the service stops
         ├── DeliveryFailed           a produced record was not acknowledged
         ├── FinalCommitFailed        the commit at shutdown did not go through (exit 4)
-        └── ProducerFenced           exactly-once: a newer member took our transactional
-                                     id (exit 5)
+        ├── ProducerFenced           exactly-once: a newer member took our transactional
+        │                            id (exit 5)
+        └── TopicUnavailable         an operator command's topic cannot be reached or
+                                     does not exist
 
 Only RecordError subclasses are dead-lettered. The pipeline raises the first eight from
 the record's own content. The last three are the loop's: it wraps what went wrong around
@@ -37,8 +39,10 @@ Library errors become ours at the edge where the library is called, each with
 - fastavro's ValidationError -> SchemaViolation, in schemas.RawSchema;
 - value parsing (timestamps, decimals, ids) -> NormalizationError, in providers/fields.py;
 - confluent-kafka's KafkaException and KafkaError -> KafkaFailure / DeliveryFailed /
-  ProducerFenced, in the loop's modules: kafka_io (client construction, delivery
-  reports), checkpoint (commits, transaction calls) and runner (produce, consume errors).
+  ProducerFenced / TopicUnavailable / ConfigError, in kafka_errors: the one module that
+  names KafkaError codes. The modules that call the client (kafka_io, checkpoint,
+  runner, the operator commands) catch KafkaException there and ask kafka_errors what
+  it means (stops the service? a rebalance under way? undecodable?) and what it becomes.
 """
 
 from __future__ import annotations
@@ -159,3 +163,7 @@ class ProducerFenced(KafkaFailure):
     duplicated member). This one must stop at once; its open transaction is aborted."""
 
     exit_status = 5
+
+
+class TopicUnavailable(KafkaFailure):
+    """The brokers cannot be reached, or the topic does not exist; said in one line."""

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaException
 from consumer.checkpoint import AtLeastOnce, Checkpoint, ExactlyOnce
 from consumer.config import Settings
 from consumer.errors import ConfigError
+from consumer.kafka_errors import describe
 from consumer.kafka_io import (
     DeliveryReports,
     Encoder,
@@ -150,7 +151,7 @@ def wait_for_brokers(runner: Runner, settings: Settings, startup: StartupState) 
         try:
             metadata = runner.cluster_metadata(BROKER_CHECK_TIMEOUT_SECONDS)
         except KafkaException as exc:
-            problem = exc.args[0].str() if exc.args else str(exc)
+            problem = describe(exc)
         else:
             if metadata.brokers:
                 startup.waiting_for_brokers = None

@@ -30,6 +30,7 @@ from consumer.console import HumanLogHandler, console, how_to_run, table
 from consumer.dev.samples import LOCAL_SECRETS, sample_webhooks
 from consumer.dev.topics import ensure_topics
 from consumer.errors import ConfigError
+from consumer.kafka_errors import describe
 from consumer.kafka_io import construct_client
 from consumer.metrics import Metrics
 from consumer.records import Accepted, Ignored, RawRecord, Rejected
@@ -190,7 +191,7 @@ def _check_reachable(settings: Settings) -> None:
     try:
         metadata = admin.list_topics(timeout=REACH_TIMEOUT_SECONDS)
     except KafkaException as exc:
-        problem = exc.args[0].str() if exc.args else str(exc)
+        problem = describe(exc)
     else:
         if metadata.brokers:
             return
