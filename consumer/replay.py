@@ -38,6 +38,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from consumer.config import Settings
 from consumer.console import ProgressReport, console, error_console, table
 from consumer.dead_letter_reader import REPLAY_ID, REPLAY_OF, DeadLetter, DeadLetterFilter
+from consumer.errors import ReplayFailed
 from consumer.kafka_errors import describe, is_end_of_partition
 from consumer.kafka_io import construct_client, produce
 from consumer.topic_reading import (
@@ -103,10 +104,6 @@ class _Partition:
     end: int  # the end offset when the replay started: it stops there
     next_offset: int = -1
     done: bool = False
-
-
-class ReplayFailed(Exception):
-    """The replay cannot start or go on; the message says why, in one line."""
 
 
 class SignalFlag:

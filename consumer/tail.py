@@ -27,6 +27,7 @@ from consumer import dead_letter
 from consumer.config import Settings
 from consumer.console import console
 from consumer.dead_letter_reader import DeadLetter, DeadLetterFilter, parse_int
+from consumer.errors import TailUsageError
 from consumer.kafka_errors import describe
 from consumer.reader import RedemptionReader
 from consumer.records import iso_utc, jsonable
@@ -75,10 +76,6 @@ DEAD_LETTER_FIELDS = (
     "value_base64",
     "value_omitted_bytes",
 )
-
-
-class TailUsageError(ValueError):
-    """Options that contradict each other or name nothing; said in one line (exit 2)."""
 
 
 @dataclass(frozen=True)

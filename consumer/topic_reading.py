@@ -11,7 +11,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from consumer.config import Settings
-from consumer.errors import TopicUnavailable
+from consumer.errors import ReadFailed, TopicUnavailable
 from consumer.kafka_errors import describe, is_end_of_partition
 from consumer.kafka_io import construct_client, topic_partitions
 
@@ -20,10 +20,6 @@ from consumer.kafka_io import construct_client, topic_partitions
 METADATA_TIMEOUT_SECONDS = 10.0
 # How long one poll waits; a person pressing Ctrl-C waits at most this long.
 POLL_SECONDS = 0.5
-
-
-class ReadFailed(Exception):
-    """Cannot read: the message says why, in one line."""
 
 
 def reading_consumer(settings: Settings, purpose: str, **config: Any) -> Consumer:

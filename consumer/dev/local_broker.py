@@ -42,6 +42,8 @@ from typing import IO
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from consumer.errors import OperatorCommandError
+
 log = logging.getLogger(__name__)
 
 # Package data, so `loyalty-consumer local` works from an installed wheel too. Maven and
@@ -136,7 +138,7 @@ PLAINTEXT_SUPER_USER = "User:ANONYMOUS"
 _SCRAM_SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
 
-class LocalBrokerError(RuntimeError):
+class LocalBrokerError(OperatorCommandError, RuntimeError):
     """The local broker could not be provisioned or did not come up."""
 
 

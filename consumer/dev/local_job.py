@@ -29,7 +29,7 @@ from consumer.config import Settings
 from consumer.console import HumanLogHandler, console, how_to_run, table
 from consumer.dev.samples import LOCAL_SECRETS, sample_webhooks
 from consumer.dev.topics import ensure_topics
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, OperatorCommandError
 from consumer.kafka_errors import describe
 from consumer.kafka_io import construct_client
 from consumer.metrics import Metrics
@@ -47,7 +47,7 @@ REACH_TIMEOUT_SECONDS = 5.0
 HINT_BROKER_PORT = 9092
 
 
-class LocalRunFailed(Exception):
+class LocalRunFailed(OperatorCommandError):
     """The first look cannot go on: what happened and what to do, in one or two lines."""
 
 
