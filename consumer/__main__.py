@@ -28,7 +28,13 @@ import orjson
 
 from consumer import __version__, logs
 from consumer.config import Settings, settings_help
-from consumer.errors import ConfigError, KafkaFailure, LoyaltyConsumerError, UsageError
+from consumer.errors import (
+    ConfigError,
+    KafkaFailure,
+    LoyaltyConsumerError,
+    ReadFailed,
+    UsageError,
+)
 from consumer.pipeline import Pipeline
 from consumer.providers import PROVIDER_NAMES
 from consumer.records import Accepted, Ignored, RawRecord, jsonable
@@ -103,8 +109,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "local":
         return _local(settings, args)
     logs.configure("WARNING" if settings.log_level == "INFO" else settings.log_level)
-    from consumer.topic_reading import ReadFailed
-
     client_log = logging.getLogger("consumer.kafka")
     level = client_log.level
     if not args.verbose:

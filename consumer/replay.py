@@ -38,12 +38,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from consumer.config import Settings
 from consumer.console import ProgressReport, console, error_console, table
 from consumer.dead_letter_reader import REPLAY_ID, REPLAY_OF, DeadLetter, DeadLetterFilter
-from consumer.errors import ReplayFailed
+from consumer.errors import ReadFailed, ReplayFailed
 from consumer.kafka_errors import describe, is_end_of_partition
 from consumer.kafka_io import construct_client, produce
 from consumer.topic_reading import (
     METADATA_TIMEOUT_SECONDS,
-    ReadFailed,
     partitions_of,
     read_range,
     reading_consumer,

@@ -18,11 +18,11 @@ from confluent_kafka.admin import AdminClient
 
 from consumer.config import Settings
 from consumer.console import console, table
+from consumer.errors import ReadFailed
 from consumer.kafka_errors import describe
 from consumer.kafka_io import construct_client
 from consumer.topic_reading import (
     METADATA_TIMEOUT_SECONDS,
-    ReadFailed,
     partitions_of,
     reading_consumer,
     watermarks,

@@ -27,13 +27,12 @@ from consumer import dead_letter
 from consumer.config import Settings
 from consumer.console import console
 from consumer.dead_letter_reader import DeadLetter, DeadLetterFilter, parse_int
-from consumer.errors import TailUsageError
+from consumer.errors import ReadFailed, TailUsageError
 from consumer.kafka_errors import describe
 from consumer.reader import RedemptionReader
 from consumer.records import iso_utc, jsonable
 from consumer.topic_reading import (
     METADATA_TIMEOUT_SECONDS,
-    ReadFailed,
     partitions_of,
     read_range,
     reading_consumer,
