@@ -164,7 +164,7 @@ class ConfigError(LoyaltyConsumerError):
 
 class UnsupportedSchema(LoyaltyConsumerError, ValueError):
     """The schema uses a feature the compiler (avro_compiled.py) does not generate code
-    for; a ValueError too, as it was before the tree had it."""
+    for. Also a ValueError: the schema, a value, is what is wrong."""
 
 
 class KafkaFailure(LoyaltyConsumerError):
