@@ -28,7 +28,13 @@ import orjson
 
 from consumer import __version__, logs
 from consumer.config import Settings, settings_help
-from consumer.errors import ConfigError, KafkaFailure, LoyaltyConsumerError
+from consumer.errors import (
+    ConfigError,
+    KafkaFailure,
+    LoyaltyConsumerError,
+    ReadFailed,
+    UsageError,
+)
 from consumer.pipeline import Pipeline
 from consumer.providers import PROVIDER_NAMES
 from consumer.records import Accepted, Ignored, RawRecord, jsonable
@@ -54,10 +60,6 @@ Exit status: 0 stopped cleanly, 1 stopped on an error, 2 bad settings,
 3 the shutdown deadline passed, 4 the final commit failed (the next owner re-reads
 what was not committed), 5 fenced by a newer member with the same name
 (exactly-once), 6 the loop stopped coming back (the watchdog; a restart resumes)."""
-
-
-class UsageError(Exception):
-    """Arguments that cannot work together; one line, exit status 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,8 +109,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "local":
         return _local(settings, args)
     logs.configure("WARNING" if settings.log_level == "INFO" else settings.log_level)
-    from consumer.topic_reading import ReadFailed
-
     client_log = logging.getLogger("consumer.kafka")
     level = client_log.level
     if not args.verbose:

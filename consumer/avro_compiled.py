@@ -35,15 +35,13 @@ from typing import Any
 
 from fastavro.logical_writers import LOGICAL_WRITERS
 
+from consumer.errors import UnsupportedSchema
+
 INT_RANGE = (-(2**31), 2**31 - 1)
 LONG_RANGE = (-(2**63), 2**63 - 1)
 
 Validator = Callable[[Any], bool]
 Encoder = Callable[[Any], bytes]
-
-
-class UnsupportedSchema(ValueError):
-    """The schema uses a feature the compiler does not generate code for."""
 
 
 class _Source:

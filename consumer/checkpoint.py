@@ -26,16 +26,18 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
-from consumer.errors import DeliveryFailed, KafkaFailure, ProducerFenced
+from consumer.errors import DeliveryFailed, ProducerFenced
+from consumer.kafka_errors import (
+    commit_waits_for_rebalance,
+    describe,
+    kafka_error,
+    nothing_to_commit,
+    transaction_call_failed,
+    transaction_call_retriable,
+    transaction_needs_abort,
+)
 from consumer.kafka_io import DeliveryReports
 from consumer.metrics import Metrics
 from consumer.watchdog import GRACE_SECONDS, Watchdog
@@ -56,17 +58,6 @@ COMMIT_BOUND_SECONDS = 40.0
 # call to this plus its grace, since send_offsets_to_transaction can ignore it.
 TRANSACTION_CALL_SECONDS = 30.0
 TRANSACTION_ATTEMPTS = 3
-# Commit errors that mean "a rebalance is under way": the final commit waits for it.
-REBALANCING = frozenset(
-    (
-        KafkaError.REBALANCE_IN_PROGRESS,
-        KafkaError.ILLEGAL_GENERATION,
-        KafkaError._WAIT_COORD,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.NOT_COORDINATOR,
-        KafkaError._TIMED_OUT,
-    )
-)
 
 
 class Checkpoint(Protocol):
@@ -133,15 +124,14 @@ class AtLeastOnce(_Clients):
         try:
             self._consumer.commit(offsets=_offsets(positions), asynchronous=False)
         except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() == KafkaError._NO_OFFSET:
+            if nothing_to_commit(kafka_error(exc)):
                 return True
             if final:
                 raise  # final_commit waits out a rebalance; a revocation logs it
             self._metrics.commit_errors.inc()
             log.warning(
                 "commit refused; the positions are committed at the next checkpoint",
-                extra={"error": error.str()},
+                extra={"error": describe(exc)},
             )
             return False
         return True
@@ -246,31 +236,27 @@ class ExactlyOnce(_Clients):
             try:
                 return call(*args)
             except KafkaException as exc:
-                error = exc.args[0]
-                if error.txn_requires_abort():
+                error = kafka_error(exc)
+                if transaction_needs_abort(error):
                     raise _AbortNeeded(f"{name}: {error.str()}") from exc
-                if error.retriable() and not error.fatal() and attempt < TRANSACTION_ATTEMPTS:
+                if transaction_call_retriable(error) and attempt < TRANSACTION_ATTEMPTS:
                     log.info("transaction call retried", extra={"call": name, "error": error.str()})
                     continue
-                raise self._translate(name, error) from exc
+                failure = transaction_call_failed(name, error)
+                if isinstance(failure, ProducerFenced):
+                    log.error(
+                        "fenced: another member uses this transactional id; stopping",
+                        extra={"transactional_id": self._transactional_id, "error": error.str()},
+                    )
+                raise failure from exc
         raise AssertionError("unreachable")
-
-    def _translate(self, name: str, error: KafkaError) -> KafkaFailure:
-        if error.fatal() or error.code() in (
-            KafkaError._FENCED,
-            KafkaError.PRODUCER_FENCED,
-            KafkaError.INVALID_PRODUCER_EPOCH,
-        ):
-            log.error(
-                "fenced: another member uses this transactional id; stopping",
-                extra={"transactional_id": self._transactional_id, "error": error.str()},
-            )
-            return ProducerFenced(f"fenced ({error.str()})")
-        return KafkaFailure(f"transaction call {name} failed: {error.str()}")
 
 
 class _AbortNeeded(Exception):
-    """A transaction call failed in a way that aborting the transaction recovers from."""
+    """A transaction call failed in a way that aborting the transaction recovers from.
+    Private on purpose: a signal from _call to ExactlyOnce.commit, which aborts and
+    rewinds; it says what to do next, not what failed, so it is not in the tree of
+    consumer/errors.py."""
 
 
 def final_commit(
@@ -283,10 +269,10 @@ def final_commit(
         try:
             return checkpoint.commit(positions, final=True)
         except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() == KafkaError._NO_OFFSET:
+            error = kafka_error(exc)
+            if nothing_to_commit(error):
                 return True
-            if error.code() not in REBALANCING or time.monotonic() >= deadline:
+            if not commit_waits_for_rebalance(error) or time.monotonic() >= deadline:
                 log.error("final commit failed", extra={"error": error.str()})
                 return False
             log.info("final commit waits for a rebalance", extra={"error": error.str()})

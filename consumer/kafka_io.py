@@ -5,7 +5,6 @@ the delivery reports, and the output topics' size limits."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -13,7 +12,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from consumer.config import Settings
-from consumer.errors import ConfigError, DeliveryFailed, KafkaFailure
+from consumer.errors import DeliveryFailed, TopicUnavailable
+from consumer.kafka_errors import (
+    client_cannot_continue,
+    configuration_refused,
+    delivery_failed,
+    nothing_to_commit,
+    stops_the_service,
+    topic_unreachable,
+)
 from consumer.logs import RepeatFilter
 from consumer.metrics import Metrics
 from consumer.records import HeaderList, RawRecord
@@ -41,29 +48,6 @@ BACKPRESSURE_POLL_SECONDS = 0.1
 
 Encoder = Callable[[Mapping[str, Any]], bytes]
 
-# Errors that no retry cures: the credentials, the trusted CA or the ACLs are wrong.
-# librdkafka would retry them forever while the service looked alive and did nothing,
-# so they stop the service like librdkafka's own fatal errors do.
-STOPPING_ERRORS = frozenset(
-    (
-        KafkaError._AUTHENTICATION,
-        KafkaError._SSL,
-        KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.GROUP_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-    )
-)
-
-
-def stops_the_service(error: KafkaError) -> bool:
-    return error.fatal() or error.code() in STOPPING_ERRORS
-
-
-class TopicUnavailable(Exception):
-    """The brokers cannot be reached, or the topic does not exist; said in one line."""
-
 
 def topic_partitions(
     consumer: Consumer, topic: str, bootstrap: str | None, timeout: float
@@ -72,9 +56,7 @@ def topic_partitions(
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
     except KafkaException as exc:
-        raise TopicUnavailable(
-            f"cannot reach the brokers at {bootstrap}: {exc.args[0].str()}"
-        ) from None
+        raise topic_unreachable(bootstrap, exc) from None
     described = metadata.topics.get(topic)
     if described is None or described.error is not None or not described.partitions:
         raise TopicUnavailable(f"the topic {topic} does not exist")
@@ -143,10 +125,7 @@ class DeliveryReports:
             extra={"output_topic": topic, "partition": message.partition(), "error": error.str()},
         )
         if self.first_failure is None:
-            self.first_failure = DeliveryFailed(
-                f"{topic} did not acknowledge a record: {error.str()}; the inputs since the "
-                "last checkpoint are read again on restart"
-            )
+            self.first_failure = delivery_failed(topic, error)
 
     def raise_first_failure(self) -> None:
         if self.first_failure is not None:
@@ -220,9 +199,6 @@ def _check_properties(client_class: type, config: dict) -> None:
         client.close()
 
 
-_QUOTED = re.compile(r'"([^"]+)"')
-
-
 def construct_client(
     client_class: type, settings: Settings, client: str, config: dict, callbacks: dict
 ) -> Any:
@@ -233,12 +209,9 @@ def construct_client(
         _check_properties(client_class, config)
         return client_class({**config, **callbacks}, logger=client_log)
     except KafkaException as exc:
-        text = exc.args[0].str() if isinstance(exc.args[0], KafkaError) else str(exc)
-        named = (settings.variable_for_property(q, client) for q in _QUOTED.findall(text))
-        variable = next((name for name in named if name), None)
-        if variable:
-            raise ConfigError(f"{variable}: {text}") from None
-        raise ConfigError(f"the {client} refused its configuration: {text}") from None
+        raise configuration_refused(
+            exc, client, lambda prop: settings.variable_for_property(prop, client)
+        ) from None
 
 
 def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
@@ -252,7 +225,7 @@ def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
             # i.e. into the runner's loop. Once per client: the same cause is reported
             # again on every reconnect, and the shutdown must not trip over it.
             stopping = True
-            raise KafkaFailure(f"kafka {client} cannot continue: {error.str()} ({error.name()})")
+            raise client_cannot_continue(client, error)
         # The cause in the message: repeats of one cause collapse, distinct causes show.
         client_log.warning(
             f"kafka client error: {error.str()}", extra={"client": client, "error": error.str()}
@@ -263,7 +236,7 @@ def _callbacks(client: str, metrics: Metrics) -> dict[str, Any]:
 
         def on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
             # Reports of the checkpoints' commits (the asynchronous ones fail only here).
-            if error is not None and error.code() != KafkaError._NO_OFFSET:
+            if error is not None and not nothing_to_commit(error):
                 metrics.commit_errors.inc()
                 log.error("commit failed", extra={"error": error.str()})
 

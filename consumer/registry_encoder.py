@@ -12,7 +12,6 @@ service on its first accepted record.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from consumer.avro_compiled import compile_encoder
 from consumer.config import Settings
 from consumer.errors import ConfigError
 from consumer.schemas import CANONICAL_SCHEMA_FILE, schema_library
+from consumer.waiting import StartupWait
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,15 @@ def wait_until_registered(
     answers with a refusal that waiting cannot fix."""
     from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-    delay = RETRY_FIRST_SECONDS
-    started = time.monotonic()
-    last_said: float | None = None
+    wait = StartupWait(
+        log,
+        "cannot reach the schema registry",
+        "SCHEMA_REGISTRY_URL",
+        stop_requested,
+        RETRY_FIRST_SECONDS,
+        RETRY_MAX_SECONDS,
+        REMINDER_SECONDS,
+    )
     while not stop_requested():
         try:
             schema_id = encoder.register()
@@ -114,25 +120,10 @@ def wait_until_registered(
                 extra={
                     "subject": encoder.subject,
                     "schema_id": schema_id,
-                    "waited_seconds": round(time.monotonic() - started, 1),
+                    "waited_seconds": wait.waited_seconds,
                 },
             )
             return True
         report(f"cannot reach the schema registry: {problem}")
-        now = time.monotonic()
-        if last_said is None or now - last_said >= REMINDER_SECONDS:
-            log.error(
-                "cannot reach the schema registry",
-                extra={
-                    "variable": "SCHEMA_REGISTRY_URL",
-                    "error": problem,
-                    "retry_in_seconds": delay,
-                    "waited_seconds": round(now - started, 1),
-                },
-            )
-            last_said = now
-        deadline = time.monotonic() + delay
-        while not stop_requested() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        delay = min(delay * 2, RETRY_MAX_SECONDS)
+        wait.failed(problem)
     return False

@@ -38,10 +38,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from consumer.config import Settings
 from consumer.console import ProgressReport, console, error_console, table
 from consumer.dead_letter_reader import REPLAY_ID, REPLAY_OF, DeadLetter, DeadLetterFilter
+from consumer.errors import ReadFailed, ReplayFailed
+from consumer.kafka_errors import describe, is_end_of_partition
 from consumer.kafka_io import construct_client, produce
 from consumer.topic_reading import (
     METADATA_TIMEOUT_SECONDS,
-    ReadFailed,
     partitions_of,
     read_range,
     reading_consumer,
@@ -102,10 +103,6 @@ class _Partition:
     end: int  # the end offset when the replay started: it stops there
     next_offset: int = -1
     done: bool = False
-
-
-class ReplayFailed(Exception):
-    """The replay cannot start or go on; the message says why, in one line."""
 
 
 class SignalFlag:
@@ -215,9 +212,7 @@ def _prepare(
             [TopicPartition(topic, n) for n in numbers], timeout=METADATA_TIMEOUT_SECONDS
         )
     except KafkaException as exc:
-        raise ReplayFailed(
-            f"cannot read the position of group {group}: {exc.args[0].str()}"
-        ) from None
+        raise ReplayFailed(f"cannot read the position of group {group}: {describe(exc)}") from None
     found = []
     bounds = watermarks(consumer, topic, numbers)
     for tp in committed:
@@ -281,7 +276,7 @@ def _replay(run: _Run) -> None:
             partition = by_number.get(message.partition())
             error = message.error()
             if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF and partition is not None:
+                if is_end_of_partition(error) and partition is not None:
                     partition.done = True
                     continue
                 raise ReplayFailed(f"reading {topic} failed: {error.str()}")
@@ -397,7 +392,7 @@ def _commit(run: _Run) -> None:
         run.consumer.commit(offsets=positions, asynchronous=False)
     except KafkaException as exc:
         raise ReplayFailed(
-            f"the position of group {run.group} was not committed: {exc.args[0].str()}; "
+            f"the position of group {run.group} was not committed: {describe(exc)}; "
             "run the same command again"
         ) from None
 

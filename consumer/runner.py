@@ -46,13 +46,14 @@ from consumer.errors import (
     OutputTooLarge,
     UndecodableRecord,
 )
-from consumer.kafka_io import (
-    DeliveryReports,
-    produce,
-    record_size,
-    stops_the_service,
-    to_raw_record,
+from consumer.kafka_errors import (
+    client_cannot_continue,
+    describe,
+    is_undecodable,
+    produce_refused,
+    stops_the_consumer,
 )
+from consumer.kafka_io import DeliveryReports, produce, record_size, to_raw_record
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.records import Accepted, HeaderList, Ignored, RawRecord, Rejected
@@ -66,12 +67,6 @@ __all__ = ["EXIT_SHUTDOWN_DEADLINE", "STOP_SIGNALS", "Runner", "stop_on_signals"
 REBALANCE_POLL_SECONDS = 0.2
 # Time the final commit leaves for close() (leave the group) within the deadline.
 CLOSE_RESERVE_SECONDS = 3.0
-# Consume errors that mean the client could not decode what the broker sent (a corrupt
-# or undecompressable batch, an unknown codec). librdkafka reports them again on every
-# fetch without moving on, which would stall the partition for good.
-UNDECODABLE = frozenset(
-    (KafkaError._BAD_COMPRESSION, KafkaError._BAD_MSG, KafkaError._NOT_IMPLEMENTED)
-)
 # How often the same undecodable offset is reported before it is given up as a dead
 # letter: a transient corruption in transit is fetched again; corruption on the broker
 # is the same every time. The client may report one fetch's error twice, so this is
@@ -426,7 +421,7 @@ class Runner:
             # Refused outright: not something a retry or a dead letter fixes. Stop
             # before committing past it.
             self._metrics.produce_errors.labels(topic).inc()
-            raise KafkaFailure(f"producing to {topic} failed: {exc}") from exc
+            raise produce_refused(topic, exc) from exc
 
     def _waiting_for_queue(self) -> None:
         # A full producer queue drains as the broker acknowledges (or, past
@@ -442,12 +437,10 @@ class Runner:
         """Whether the consumer was sought past the message's partition's position."""
         error = message.error()
         self._metrics.consume_errors.labels(error.name()).inc()
-        # A fatal error can reach the loop as code _FATAL with its fatal() flag unset
-        # (seen: a static member fenced after a broker restart); the consumer is
-        # unusable from then on: stop, and let a restart join afresh.
-        if stops_the_service(error) or error.code() == KafkaError._FATAL:
-            raise KafkaFailure(f"kafka consumer cannot continue: {error.str()} ({error.name()})")
-        if error.code() in UNDECODABLE and message.partition() >= 0 and message.offset() >= 0:
+        if stops_the_consumer(error):
+            raise client_cannot_continue("consumer", error)
+        # Only a record with coordinates can be given up as a dead letter.
+        if is_undecodable(error) and message.partition() >= 0 and message.offset() >= 0:
             return self._on_undecodable(message, error, outcomes)
         log.warning("consumer error", extra={"error": error.str(), "code": error.name()})
         return False
@@ -522,7 +515,7 @@ class Runner:
             self._metrics.commit_errors.inc()
             log.warning(
                 "checkpoint on revocation failed",
-                extra={"error": exc.args[0].str(), "partitions": len(partitions)},
+                extra={"error": describe(exc), "partitions": len(partitions)},
             )
         self._forget(partitions)
         self._metrics.rebalances.labels("revoke").inc()

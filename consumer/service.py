@@ -18,6 +18,7 @@ from confluent_kafka import KafkaException
 from consumer.checkpoint import AtLeastOnce, Checkpoint, ExactlyOnce
 from consumer.config import Settings
 from consumer.errors import ConfigError
+from consumer.kafka_errors import describe
 from consumer.kafka_io import (
     DeliveryReports,
     Encoder,
@@ -31,6 +32,7 @@ from consumer.pipeline import Pipeline
 from consumer.records import Accepted, Ignored, RawRecord, Rejected
 from consumer.registry_encoder import RegistryEncoder, wait_until_registered
 from consumer.runner import Runner, stop_on_signals
+from consumer.waiting import StartupWait
 from consumer.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -143,40 +145,30 @@ def wait_for_brokers(runner: Runner, settings: Settings, startup: StartupState) 
     for meanwhile. Waiting rather than exiting: a broker outage during a deployment is
     transient, and a crash loop would add restarts (and their back-off) without fixing
     anything; the liveness probe stays green and readiness says what is wrong."""
-    delay = BROKER_RETRY_FIRST_SECONDS
-    started = time.monotonic()
-    last_said = None
+    wait = StartupWait(
+        log,
+        f"cannot reach the brokers at {settings.bootstrap_servers}",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        lambda: runner.stop_requested,
+        BROKER_RETRY_FIRST_SECONDS,
+        BROKER_RETRY_MAX_SECONDS,
+        BROKER_REMINDER_SECONDS,
+    )
     while not runner.stop_requested:
         try:
             metadata = runner.cluster_metadata(BROKER_CHECK_TIMEOUT_SECONDS)
         except KafkaException as exc:
-            problem = exc.args[0].str() if exc.args else str(exc)
+            problem = describe(exc)
         else:
             if metadata.brokers:
                 startup.waiting_for_brokers = None
                 _check_raw_topic(metadata, settings)
-                if last_said is not None:
-                    log.info(
-                        "brokers reachable",
-                        extra={"waited_seconds": round(time.monotonic() - started, 1)},
-                    )
+                if wait.said_anything:
+                    log.info("brokers reachable", extra={"waited_seconds": wait.waited_seconds})
                 return True
             problem = "the metadata lists no broker"
         startup.waiting_for_brokers = f"cannot reach the brokers at {settings.bootstrap_servers}"
-        now = time.monotonic()
-        if last_said is None or now - last_said >= BROKER_REMINDER_SECONDS:
-            log.error(
-                f"cannot reach the brokers at {settings.bootstrap_servers}",
-                extra={
-                    "variable": "KAFKA_BOOTSTRAP_SERVERS",
-                    "error": problem,
-                    "retry_in_seconds": delay,
-                    "waited_seconds": round(now - started, 1),
-                },
-            )
-            last_said = now
-        _sleep_unless_stopped(runner, delay)
-        delay = min(delay * 2, BROKER_RETRY_MAX_SECONDS)
+        wait.failed(problem)
     return False
 
 
@@ -203,12 +195,6 @@ def _check_raw_topic(metadata, settings: Settings) -> None:
             f"the raw topic {settings.raw_topic} does not exist (yet); waiting for it",
             extra={"variable": "LOYALTY_RAW_TOPIC"},
         )
-
-
-def _sleep_unless_stopped(runner: Runner, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not runner.stop_requested and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def run_service(

@@ -18,10 +18,11 @@ from confluent_kafka.admin import AdminClient
 
 from consumer.config import Settings
 from consumer.console import console, table
+from consumer.errors import ReadFailed
+from consumer.kafka_errors import describe
 from consumer.kafka_io import construct_client
 from consumer.topic_reading import (
     METADATA_TIMEOUT_SECONDS,
-    ReadFailed,
     partitions_of,
     reading_consumer,
     watermarks,
@@ -81,7 +82,7 @@ def group_status(settings: Settings, group: str) -> GroupStatus:
             }
         except KafkaException as exc:
             raise ReadFailed(
-                f"cannot read the committed offsets of {group}: {exc.args[0].str()}"
+                f"cannot read the committed offsets of {group}: {describe(exc)}"
             ) from None
         bounds = watermarks(reader, topic, numbers)
         admin = construct_client(
@@ -92,7 +93,7 @@ def group_status(settings: Settings, group: str) -> GroupStatus:
                 [group], request_timeout=METADATA_TIMEOUT_SECONDS
             )[group].result()
         except KafkaException as exc:
-            raise ReadFailed(f"cannot describe group {group}: {exc.args[0].str()}") from None
+            raise ReadFailed(f"cannot describe group {group}: {describe(exc)}") from None
     finally:
         reader.close()
     holders: dict[int, Any] = {}

@@ -27,11 +27,12 @@ from consumer import dead_letter
 from consumer.config import Settings
 from consumer.console import console
 from consumer.dead_letter_reader import DeadLetter, DeadLetterFilter, parse_int
+from consumer.errors import ReadFailed, TailUsageError
+from consumer.kafka_errors import describe
 from consumer.reader import RedemptionReader
 from consumer.records import iso_utc, jsonable
 from consumer.topic_reading import (
     METADATA_TIMEOUT_SECONDS,
-    ReadFailed,
     partitions_of,
     read_range,
     reading_consumer,
@@ -74,10 +75,6 @@ DEAD_LETTER_FIELDS = (
     "value_base64",
     "value_omitted_bytes",
 )
-
-
-class TailUsageError(ValueError):
-    """Options that contradict each other or name nothing; said in one line (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -278,9 +275,7 @@ def _offsets_at(
             [TopicPartition(topic, p, ms) for p in bounds], timeout=METADATA_TIMEOUT_SECONDS
         )
     except KafkaException as exc:
-        raise ReadFailed(
-            f"cannot look up offsets by time in {topic}: {exc.args[0].str()}"
-        ) from None
+        raise ReadFailed(f"cannot look up offsets by time in {topic}: {describe(exc)}") from None
     return {tp.partition: tp.offset if tp.offset >= 0 else bounds[tp.partition][1] for tp in found}
 
 

@@ -8,20 +8,18 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from consumer.config import Settings
-from consumer.kafka_io import TopicUnavailable, construct_client, topic_partitions
+from consumer.errors import ReadFailed, TopicUnavailable
+from consumer.kafka_errors import describe, is_end_of_partition
+from consumer.kafka_io import construct_client, topic_partitions
 
 # Metadata and watermark requests of the operators' commands: long enough for a busy
 # cluster, short enough that an unreachable one is said within seconds.
 METADATA_TIMEOUT_SECONDS = 10.0
 # How long one poll waits; a person pressing Ctrl-C waits at most this long.
 POLL_SECONDS = 0.5
-
-
-class ReadFailed(Exception):
-    """Cannot read: the message says why, in one line."""
 
 
 def reading_consumer(settings: Settings, purpose: str, **config: Any) -> Consumer:
@@ -64,7 +62,7 @@ def watermarks(consumer: Consumer, topic: str, partitions: list[int]) -> dict[in
             for number in partitions
         }
     except KafkaException as exc:
-        raise ReadFailed(f"cannot read the offsets of {topic}: {exc.args[0].str()}") from None
+        raise ReadFailed(f"cannot read the offsets of {topic}: {describe(exc)}") from None
 
 
 def read_range(
@@ -88,7 +86,7 @@ def read_range(
         error = message.error()
         partition = message.partition()
         if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
+            if is_end_of_partition(error):
                 done.add(partition)
                 continue
             raise ReadFailed(f"reading {topic} failed: {error.str()}")

@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,9 @@ from typing import IO
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+from consumer.dev.ports import free_ports, why_port_is_taken
+from consumer.errors import OperatorCommandError
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,7 @@ PLAINTEXT_SUPER_USER = "User:ANONYMOUS"
 _SCRAM_SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
 
-class LocalBrokerError(RuntimeError):
+class LocalBrokerError(OperatorCommandError, RuntimeError):
     """The local broker could not be provisioned or did not come up."""
 
 
@@ -592,34 +594,16 @@ def _find_java() -> str:
     return java
 
 
-def free_ports(count: int, avoid: tuple[int | None, ...] = ()) -> list[int]:
-    # All sockets are held open together so the ports are distinct (and distinct from
-    # `avoid`, ports chosen by an earlier call). Another process can still take one before
-    # the JVM binds it; start() then fails with the bind error.
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        while len(ports) < count:
-            sock = stack.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-            if port not in avoid:
-                ports.append(port)
-        return ports
-
-
 def _refuse_taken_port(port: int) -> None:
     """A chosen port another process listens on: said before the JVM starts. Otherwise
     the readiness probe reaches the other broker and calls this one ready, and the JVM
     dies of the bind error afterwards."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError as exc:
-            raise LocalBrokerError(
-                f"port {port} is taken ({exc.strerror}; another broker?): stop what "
-                "listens there, or choose another port with --port"
-            ) from None
+    reason = why_port_is_taken("127.0.0.1", port)
+    if reason is not None:
+        raise LocalBrokerError(
+            f"port {port} is taken ({reason}; another broker?): stop what "
+            "listens there, or choose another port with --port"
+        )
 
 
 def _remove_orphaned_workdirs() -> None:

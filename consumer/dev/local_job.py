@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import socket
 import sys
 import threading
 from collections import Counter
@@ -27,9 +26,11 @@ from rich.text import Text
 from consumer import logs
 from consumer.config import Settings
 from consumer.console import HumanLogHandler, console, how_to_run, table
+from consumer.dev.ports import why_port_is_taken
 from consumer.dev.samples import LOCAL_SECRETS, sample_webhooks
 from consumer.dev.topics import ensure_topics
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, OperatorCommandError
+from consumer.kafka_errors import describe
 from consumer.kafka_io import construct_client
 from consumer.metrics import Metrics
 from consumer.records import Accepted, Ignored, RawRecord, Rejected
@@ -46,7 +47,7 @@ REACH_TIMEOUT_SECONDS = 5.0
 HINT_BROKER_PORT = 9092
 
 
-class LocalRunFailed(Exception):
+class LocalRunFailed(OperatorCommandError):
     """The first look cannot go on: what happened and what to do, in one or two lines."""
 
 
@@ -166,16 +167,13 @@ LOCAL_GROUP_PREFIX = "loyalty-consumer-local-"
 def _check_port_free(port: int) -> None:
     if not port:
         return  # 0: any free port
-    with socket.socket() as probe:
-        # As the metrics server binds: every address, reuse of a port in TIME_WAIT.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("", port))
-        except OSError as exc:
-            raise ConfigError(
-                f"LOYALTY_METRICS_PORT={port}: cannot listen there: {exc.strerror} "
-                "(another service or `make run`?); choose a free port, or 0 for any"
-            ) from None
+    # As the metrics server binds: every address.
+    reason = why_port_is_taken("", port)
+    if reason is not None:
+        raise ConfigError(
+            f"LOYALTY_METRICS_PORT={port}: cannot listen there: {reason} "
+            "(another service or `make run`?); choose a free port, or 0 for any"
+        )
 
 
 def _check_reachable(settings: Settings) -> None:
@@ -190,7 +188,7 @@ def _check_reachable(settings: Settings) -> None:
     try:
         metadata = admin.list_topics(timeout=REACH_TIMEOUT_SECONDS)
     except KafkaException as exc:
-        problem = exc.args[0].str() if exc.args else str(exc)
+        problem = describe(exc)
     else:
         if metadata.brokers:
             return

@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumer.config import Settings
+from consumer.kafka_errors import kafka_error, topic_already_exists
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,6 @@ def ensure_topics(settings: Settings, names: Iterable[str], partitions: int = 3)
         try:
             future.result()
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            if not topic_already_exists(kafka_error(exc)):
                 raise
             log.debug("topic exists", extra={"topic": name})
