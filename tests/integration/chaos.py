@@ -158,6 +158,10 @@ class Feeder(threading.Thread):
     def stop(self) -> None:
         self._stopping.set()
         self.join()
+        # Released now rather than whenever the scenario's objects are collected: a
+        # producer left alive keeps reconnecting to its scenario's stopped broker and
+        # logging until the interpreter exits.
+        self._producer = None
 
     def _on_delivery(self, error, _message) -> None:
         if error is None:
