@@ -99,3 +99,46 @@ def test_dead_letters_are_read_in_one_place():
         assert "consumer.dead_letter_reader" in imported_modules(PACKAGE / command)
         source = (PACKAGE / command).read_text()
         assert "def _parse_int" not in source and "def _jsonable" not in source
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_imports(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules `path` imports at module level. `from package import
+    submodule` is an edge to the submodule only: Python loads it without running the
+    package's __init__ again, so it closes no loop."""
+    edges = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module in modules:
+            submodules = {f"{node.module}.{a.name}" for a in node.names} & modules
+            edges |= submodules or {node.module}
+        elif isinstance(node, ast.Import):
+            edges |= {a.name for a in node.names} & modules
+    return edges
+
+
+def test_imports_between_modules_have_no_cycle():
+    # Module-level imports only: a lazy import inside a function (the CLI's commands)
+    # runs after every module is loaded and is how a cycle is deliberately avoided.
+    paths = sorted(PACKAGE.rglob("*.py"))
+    names = {module_name(p) for p in paths}
+    graph = {module_name(p): module_imports(p, names) - {module_name(p)} for p in paths}
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        assert name not in visiting, " -> ".join([*visiting[visiting.index(name) :], name])
+        visiting.append(name)
+        for imported in sorted(graph.get(name, ())):
+            visit(imported)
+        visiting.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+    assert len(done) == len(graph) > 20
