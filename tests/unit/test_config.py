@@ -352,6 +352,14 @@ def test_the_broker_assigned_group_protocol_leaves_session_and_assignment_to_the
         Settings.from_env({**env, "LOYALTY_SESSION_TIMEOUT_MS": "20000"})
 
 
+def test_crc_checks_stay_off():
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "b:9092"}
+    assert "check.crcs" not in Settings.from_env(env).consumer_config()
+    for variable in ("KAFKA_CONSUMER_CHECK_CRCS", "KAFKA_CHECK_CRCS"):
+        with pytest.raises(ConfigError, match=f"{variable}: check.crcs must stay false"):
+            Settings.from_env({**env, variable: "true"}).consumer_config()
+
+
 def test_fetch_and_prefetch_are_bounded_by_the_payload_limit():
     settings = Settings.from_env(
         {"KAFKA_BOOTSTRAP_SERVERS": "b:9092", "LOYALTY_MAX_PAYLOAD_BYTES": str(2 * 1024 * 1024)}
