@@ -1,4 +1,4 @@
-"""Which Kafka client errors stop the service (consumer.kafka_io.STOPPING_ERRORS): the
+"""Which Kafka client errors stop the service (consumer.kafka_errors.STOPPING_ERRORS): the
 ones no retry cures (credentials, trust, ACLs) and librdkafka's fatal errors; transient
 ones are only logged and counted."""
 
@@ -8,7 +8,8 @@ import pytest
 from confluent_kafka import KafkaError
 
 from consumer.errors import KafkaFailure
-from consumer.kafka_io import _callbacks, stops_the_service
+from consumer.kafka_errors import stops_the_service
+from consumer.kafka_io import _callbacks
 from consumer.metrics import Metrics
 
 
