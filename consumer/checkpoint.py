@@ -31,6 +31,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from consumer.errors import DeliveryFailed, ProducerFenced
 from consumer.kafka_errors import (
     commit_waits_for_rebalance,
+    committed_offsets_unreadable,
+    coordinator_moving,
     describe,
     kafka_error,
     nothing_to_commit,
@@ -58,6 +60,9 @@ COMMIT_BOUND_SECONDS = 40.0
 # call to this plus its grace, since send_offsets_to_transaction can ignore it.
 TRANSACTION_CALL_SECONDS = 30.0
 TRANSACTION_ATTEMPTS = 3
+# Between two reads of the committed offsets while the group coordinator moves: a
+# broker restart takes seconds, and each read is a round trip to it.
+COORDINATOR_RETRY_SECONDS = 1.0
 
 
 class Checkpoint(Protocol):
@@ -216,14 +221,31 @@ class ExactlyOnce(_Clients):
         if not rewind:
             return
         partitions = [TopicPartition(topic, partition) for topic, partition in rewind]
-        self._watchdog.expect("reading committed offsets", TRANSACTION_CALL_SECONDS + GRACE_SECONDS)
-        for tp in self._consumer.committed(partitions, timeout=TRANSACTION_CALL_SECONDS):
+        for tp in self._committed(partitions):
             if tp.offset < 0:
                 tp.offset = OFFSET_BEGINNING  # nothing committed: read from the start
             self._consumer.seek(tp)
         log.info(
             "partitions rewound to their committed offsets", extra={"partitions": len(partitions)}
         )
+
+    def _committed(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The committed offsets to rewind to. An abort is most often caused by a broker
+        restart, after which the group coordinator refuses reads for a few seconds
+        (not coordinator, still loading): read again until TRANSACTION_CALL_SECONDS have
+        passed, then stop the service, which a restart rewinds just as well."""
+        deadline = time.monotonic() + TRANSACTION_CALL_SECONDS
+        while True:
+            left = max(deadline - time.monotonic(), COORDINATOR_RETRY_SECONDS)
+            self._watchdog.expect("reading committed offsets", left + GRACE_SECONDS)
+            try:
+                return self._consumer.committed(partitions, timeout=left)
+            except KafkaException as exc:
+                error = kafka_error(exc)
+                if not coordinator_moving(error) or time.monotonic() >= deadline:
+                    raise committed_offsets_unreadable(exc) from exc
+                log.info("reading committed offsets retried", extra={"error": describe(exc)})
+            time.sleep(COORDINATOR_RETRY_SECONDS)
 
     def _call(self, name: str, call: Callable[..., Any], *args: Any) -> Any:
         """One transaction call, bounded by the watchdog. Abortable errors become

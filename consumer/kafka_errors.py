@@ -50,6 +50,18 @@ REBALANCING = frozenset(
         KafkaError._TIMED_OUT,
     )
 )
+# Errors of a request to the group coordinator while it moves or loads its groups (a
+# broker restart): the same request a moment later goes through.
+COORDINATOR_MOVING = frozenset(
+    (
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError._WAIT_COORD,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    )
+)
 # Consume errors that mean the client could not decode what the broker sent (a corrupt
 # or undecompressable batch, an unknown codec). librdkafka reports them again on every
 # fetch without moving on, which would stall the partition for good.
@@ -87,6 +99,10 @@ def stops_the_consumer(error: KafkaError) -> bool:
     loop as code _FATAL with its fatal() flag unset (seen: a static member fenced after
     a broker restart), so that code counts as fatal too: a restart joins afresh."""
     return stops_the_service(error) or error.code() == KafkaError._FATAL
+
+
+def coordinator_moving(error: KafkaError) -> bool:
+    return error.code() in COORDINATOR_MOVING
 
 
 def is_undecodable(error: KafkaError) -> bool:
@@ -152,6 +168,11 @@ def transaction_call_failed(call: str, error: KafkaError) -> KafkaFailure:
     if is_fenced(error):
         return ProducerFenced(f"fenced ({error.str()})")
     return KafkaFailure(f"transaction call {call} failed: {error.str()}")
+
+
+def committed_offsets_unreadable(exc: KafkaException) -> KafkaFailure:
+    """The committed offsets to rewind to after an abort could not be read."""
+    return KafkaFailure(f"reading the committed offsets to rewind to failed: {describe(exc)}")
 
 
 def topic_unreachable(bootstrap: str | None, exc: KafkaException) -> TopicUnavailable:
