@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 import sys
 import threading
 from collections import Counter
@@ -101,6 +102,12 @@ def run_local(
     log_file: str = "loyalty-consumer-local.log",
 ) -> None:
     out = console()
+    if threading.current_thread() is threading.main_thread():
+        # "Ctrl-C stops" is on the screen, so it is honoured however we were started: a
+        # shell that starts us in the background (a script, `make ... &`) hands SIGINT
+        # over ignored, and Python then never raises KeyboardInterrupt. `run_service`
+        # installs its own handlers once the service starts.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # Before anything starts: a port in use would otherwise be found only after the
     # broker started and the samples were fed.
     _check_port_free(settings.metrics_port)
