@@ -59,7 +59,8 @@ same topic in two roles and a session timeout the brokers would refuse.
 Exit status: 0 stopped cleanly, 1 stopped on an error, 2 bad settings,
 3 the shutdown deadline passed, 4 the final commit failed (the next owner re-reads
 what was not committed), 5 fenced by a newer member with the same name
-(exactly-once), 6 the loop stopped coming back (the watchdog; a restart resumes)."""
+(exactly-once), 6 the loop stopped coming back (the watchdog; a restart resumes),
+130/143 a second SIGINT/SIGTERM ended it at once."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

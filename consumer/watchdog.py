@@ -17,7 +17,10 @@ be (design habit 11):
 - a stop signal reaches this thread through `signal.set_wakeup_fd`, which the C-level
   handler writes to at once, even while the main thread is blocked. The shutdown
   deadline therefore starts when the signal arrives, not when the main thread next
-  runs Python; past it the process exits with EXIT_SHUTDOWN_DEADLINE.
+  runs Python; past it the process exits with EXIT_SHUTDOWN_DEADLINE. A second stop
+  signal ends the process at once with 128 + the signal's number, the status a shell
+  gives a process killed by it: the Python handler, which makes a second signal kill
+  the process by default, may not have run yet.
 
 `kill -USR1 <pid>` prints every thread's stack to stderr at any time (faulthandler),
 for a look at a loop that is slow but not yet stalled.
@@ -68,6 +71,7 @@ class Watchdog:
         self._doing = "starting"
         self._deadline: float | None = None
         self._stop_signalled_at: float | None = None
+        self._stop_signals_received = 0
         self._main_thread_id = threading.main_thread().ident
         self._thread: threading.Thread | None = None
         self._finished = threading.Event()
@@ -141,8 +145,16 @@ class Watchdog:
             received = os.read(self._wakeup_read, 64)
         except BlockingIOError:
             return
-        if any(signum in self._stop_signals for signum in received):
-            self.stop_signalled()
+        for signum in received:
+            if signum in self._stop_signals:
+                self._stop_signal_received(signum)
+
+    def _stop_signal_received(self, signum: int) -> None:
+        self.stop_signalled()
+        self._stop_signals_received += 1
+        if self._stop_signals_received >= 2:
+            log.warning("second stop signal; exiting at once", extra={"signal": signum})
+            self._end(128 + signum)
 
     def check(self) -> None:
         """One look at the clock; ends the process when a deadline has passed."""

@@ -85,6 +85,25 @@ def test_a_signal_reaches_the_watchdog_while_the_main_thread_is_blocked(monkeypa
     assert exits and exits[0] == EXIT_SHUTDOWN_DEADLINE
 
 
+def test_a_second_stop_signal_ends_the_process_at_once_while_the_main_thread_is_blocked():
+    """The Python handler that would let a second signal kill the process has not run
+    (here: a handler that does nothing); the watchdog ends the process itself, long
+    before the shutdown deadline."""
+    exits = Exits()
+    watchdog = Watchdog(60, exit_process=exits)
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        with watchdog:
+            for delay in (0.1, 0.3):
+                threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            deadline = time.monotonic() + 10
+            while not exits and time.monotonic() < deadline:
+                time.sleep(0.2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exits == [128 + signal.SIGTERM]
+
+
 def test_a_stopped_watchdog_ends_nothing():
     exits = Exits()
     with Watchdog(25, exit_process=exits) as watchdog:
